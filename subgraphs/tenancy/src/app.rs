@@ -1,0 +1,68 @@
+//! Starting an app subgraph's tenancy machinery: its registry, its connection
+//! selector and its provisioner consuming `tenant.signups`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use migration::{MigratorTrait, RegistryMigrator};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::EventBus;
+use crate::config::TenancyConfig;
+use crate::consumer::spawn_consumer;
+use crate::events::ServiceName;
+use crate::host::DatabaseHost;
+use crate::provisioner::Provisioner;
+use crate::registry::TenantRegistry;
+use crate::selector::ConnectionSelector;
+
+/// What an app subgraph runs on.
+pub struct AppRuntime<M> {
+    /// Picks the caller's tenant database.
+    pub selector: ConnectionSelector,
+    /// The app's registry.
+    pub registry: TenantRegistry,
+    /// The provisioner, also callable directly (benchmarks, repair).
+    pub provisioner: Arc<Provisioner<M>>,
+    /// The provisioner's consumer task; ends after `shutdown`.
+    pub consumer: tokio::task::JoinHandle<()>,
+}
+
+/// Opens (creating and migrating) the app's registry database
+/// `<prefix><app>_registry`, creates the topics it uses, and starts its
+/// provisioner in consumer group `<prefix><app>-provisioner`.
+pub async fn start_app<M: MigratorTrait + 'static>(
+    service: ServiceName,
+    config: &TenancyConfig,
+    bus: Arc<dyn EventBus>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<AppRuntime<M>> {
+    let app = service.as_str();
+    let host = Arc::new(DatabaseHost::parse(&config.database_url).context("DATABASE_URL")?);
+    let registry_name = config.control_database(&format!("{app}_registry"));
+    let registry_db = host
+        .open_control_database::<RegistryMigrator>(&registry_name)
+        .await
+        .with_context(|| format!("opening the {app} registry (DATABASE_URL)"))?;
+    let registry = TenantRegistry::new(registry_db);
+    let selector = ConnectionSelector::new(app, registry.clone(), &config.pools);
+
+    bus.ensure_topics(&[&config.signups_topic, &config.provisioning_topic])
+        .await
+        .context("creating the event topics (KAFKA_BROKERS)")?;
+    let provisioner = Arc::new(Provisioner::<M>::new(
+        service,
+        registry.clone(),
+        host,
+        bus.clone(),
+        &config.provisioning_topic,
+    ));
+    let consumer = spawn_consumer(
+        bus,
+        config.signups_topic.clone(),
+        config.consumer_group(&format!("{app}-provisioner")),
+        provisioner.clone(),
+        shutdown,
+    );
+    Ok(AppRuntime { selector, registry, provisioner, consumer })
+}

@@ -1,0 +1,121 @@
+//! The registry-backed connection selector: tenant id → a ready connection to
+//! that tenant's database.
+//!
+//! Pools are opened on first use, one small pool per tenant database, and
+//! kept in a bounded cache: beyond [`PoolLimits::max_pools`] the least
+//! recently used pool is dropped (closing its connections), and a pool idle
+//! for [`PoolLimits::idle`] is dropped too. So an app process never holds
+//! more than `max_pools × connections_per_pool` tenant connections, however
+//! many tenants exist.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sea_orm::DatabaseConnection;
+
+use crate::config::PoolLimits;
+use crate::error::{Error, Result};
+use crate::host::{DatabaseHost, PoolOptions};
+use crate::ids::TenantId;
+use crate::registry::{DatabaseStatus, TenantRegistry};
+
+/// A connection to one tenant's database. Holding one is the only way to
+/// reach tenant data, so every query is scoped to the tenant by construction.
+#[derive(Clone, Debug)]
+pub struct TenantConnection {
+    tenant: TenantId,
+    db: DatabaseConnection,
+}
+
+impl TenantConnection {
+    /// The tenant this connection belongs to.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The connection to the tenant's own database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+/// Chooses a tenant's database from the app's registry.
+#[derive(Clone)]
+pub struct ConnectionSelector {
+    inner: Arc<SelectorInner>,
+}
+
+struct SelectorInner {
+    app: String,
+    registry: TenantRegistry,
+    hosts: Mutex<HashMap<String, Arc<DatabaseHost>>>,
+    pools: moka::future::Cache<TenantId, DatabaseConnection>,
+    pool_options: PoolOptions,
+}
+
+impl ConnectionSelector {
+    /// A selector for `app` over its registry.
+    pub fn new(app: &str, registry: TenantRegistry, limits: &PoolLimits) -> Self {
+        let pools = moka::future::Cache::builder()
+            .max_capacity(limits.max_pools)
+            .time_to_idle(limits.idle)
+            .build();
+        let pool_options = PoolOptions { max_connections: limits.connections_per_pool, idle: limits.idle };
+        let inner = SelectorInner {
+            app: app.to_owned(),
+            registry,
+            hosts: Mutex::new(HashMap::new()),
+            pools,
+            pool_options,
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// A ready connection to the tenant's database. `ServiceNotEnabled` when
+    /// the tenant has no entry (it did not sign up for this app);
+    /// `TenantNotReady` while its database is being created.
+    pub async fn connection(&self, tenant: TenantId) -> Result<TenantConnection> {
+        let inner = &self.inner;
+        if let Some(db) = inner.pools.get(&tenant).await {
+            return Ok(TenantConnection { tenant, db });
+        }
+
+        // Only ready entries get a pool, so a cached pool implies readiness.
+        let entry = inner.registry.find(tenant).await?;
+        let entry = entry.ok_or_else(|| Error::ServiceNotEnabled(inner.app.clone()))?;
+        if entry.status != DatabaseStatus::Ready {
+            return Err(Error::TenantNotReady(inner.app.clone()));
+        }
+
+        let host = self.host(&entry.host)?;
+        let options = inner.pool_options;
+        let db = inner
+            .pools
+            .try_get_with(tenant, async move { host.connect(&entry.database_name, options).await })
+            .await
+            .map_err(|error| Error::Internal(anyhow::anyhow!("{error:#}")))?;
+        Ok(TenantConnection { tenant, db })
+    }
+
+    /// How many tenant pools are open.
+    pub async fn open_pools(&self) -> u64 {
+        self.inner.pools.run_pending_tasks().await;
+        self.inner.pools.entry_count()
+    }
+
+    /// Drops the tenant's pool, e.g. after its database was removed.
+    pub async fn forget(&self, tenant: TenantId) {
+        self.inner.pools.invalidate(&tenant).await;
+    }
+
+    /// The host for a registry URL, parsed once and shared.
+    fn host(&self, url: &str) -> Result<Arc<DatabaseHost>> {
+        let mut hosts = self.inner.hosts.lock().expect("host map poisoned");
+        if let Some(host) = hosts.get(url) {
+            return Ok(host.clone());
+        }
+        let host = Arc::new(DatabaseHost::parse(url)?);
+        hosts.insert(url.to_owned(), host.clone());
+        Ok(host)
+    }
+}

@@ -1,0 +1,208 @@
+//! Signup → `tenant.signups` → `fact_<tenant>` created, migrated, ready.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::json;
+use tenancy::TenantId;
+use tenancy::bus::Delivery;
+use tenancy::consumer::MessageHandler;
+use tenancy::events::SignupEvent;
+use tenancy::registry::DatabaseStatus;
+
+use crate::stack::{Stack, first_code};
+
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+fn signup_event(tenant: TenantId, services: &[&str]) -> SignupEvent {
+    SignupEvent {
+        event_id: uuid::Uuid::now_v7(),
+        version: 1,
+        tenant_id: tenant,
+        name: "Direct".into(),
+        services: services.iter().map(|s| s.to_string()).collect(),
+        occurred_at: Utc::now(),
+    }
+}
+
+async fn publish(stack: &Stack, event: &SignupEvent) {
+    let payload = serde_json::to_vec(event).unwrap();
+    let topic = &stack.config.tenancy.signups_topic;
+    stack.bus.publish(topic, &event.tenant_id.to_string(), &payload).await.unwrap();
+}
+
+/// The offsets the fact provisioners' group committed, summed over partitions.
+fn committed_total(stack: &Stack) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", stack.config.tenancy.kafka_brokers.as_deref().unwrap())
+        .set("group.id", stack.config.tenancy.consumer_group("fact-provisioner"))
+        .create()
+        .unwrap();
+    let topic = &stack.config.tenancy.signups_topic;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        partitions.add_partition(topic, partition.id());
+    }
+    let committed = consumer.committed_offsets(partitions, Duration::from_secs(10)).unwrap();
+    let total = committed
+        .elements()
+        .iter()
+        .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
+        .sum();
+    // Dropped before the consumer: librdkafka issue #3796.
+    drop(committed);
+    total
+}
+
+async fn wait_for_committed(stack: &Stack, expected: i64) {
+    let started = std::time::Instant::now();
+    loop {
+        let total = committed_total(stack);
+        if total == expected {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "committed {total}, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn signup_provisions_a_migrated_fact_database_and_reports_ready() {
+    let stack = Stack::start().await;
+    let (tenant, _) = stack.signup("Acme", &["fact"]).await;
+    let initial = stack.statuses(tenant).await;
+    assert_eq!(initial[0]["name"], "fact", "{initial}");
+    assert!(["provisioning", "ready"].contains(&initial[0]["status"].as_str().unwrap()));
+
+    stack.wait_until_ready(tenant, "fact", READY_WITHIN).await;
+    assert!(stack.database_exists(&tenant.database_name("fact")).await);
+    let entry = stack.fact.registry.find(tenant).await.unwrap().unwrap();
+    assert_eq!(entry.status, DatabaseStatus::Ready);
+    let expected = tenancy::provisioner::Provisioner::<migration::FactMigrator>::schema_version();
+    assert_eq!(entry.schema_version, Some(expected));
+
+    // The migrated schema serves requests.
+    let (_, body) = stack
+        .graphql(&stack.fact_url, Some(tenant), r#"mutation { createFact(input: {text: "Snails sleep"}) { text } }"#, json!({}))
+        .await;
+    assert_eq!(body["data"]["createFact"]["text"], "Snails sleep", "{body}");
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_tenant_without_fact_gets_no_fact_database_and_service_not_enabled() {
+    let stack = Stack::start().await;
+    let (tenant, _) = stack.signup("Orgs only", &["org"]).await;
+
+    // The provisioner's own handler, fed the tenant's event, does nothing.
+    let event = signup_event(tenant, &["org"]);
+    let delivery = Delivery { topic: "t".into(), partition: 0, offset: 0, key: None, payload: serde_json::to_vec(&event).unwrap() };
+    stack.fact.provisioner.handle(&delivery).await.unwrap();
+    assert!(stack.fact.registry.find(tenant).await.unwrap().is_none());
+    assert!(!stack.database_exists(&tenant.database_name("fact")).await);
+
+    let (status, body) = stack.graphql(&stack.fact_url, Some(tenant), "{ facts { nodes { id } } }", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(first_code(&body), "SERVICE_NOT_ENABLED", "{body}");
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_same_signup_delivered_twice_provisions_one_database_and_commits() {
+    let stack = Stack::start().await;
+    let tenant = TenantId::new();
+    stack.track(tenant);
+    let event = signup_event(tenant, &["fact-app"]);
+    publish(&stack, &event).await;
+    publish(&stack, &event).await;
+
+    stack.wait_until_registered_ready(tenant, READY_WITHIN).await;
+    wait_for_committed(&stack, 2).await;
+    assert!(stack.database_exists(&tenant.database_name("fact")).await);
+    let entry = stack.fact.registry.find(tenant).await.unwrap().unwrap();
+    assert_eq!((entry.status, entry.error), (DatabaseStatus::Ready, None));
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_provisioners_in_one_group_provision_each_tenant_exactly_once() {
+    let stack = Stack::start().await;
+    // A second instance of the fact app: same registry, same consumer group.
+    let second = tenancy::app::start_app::<migration::FactMigrator>(
+        tenancy::events::ServiceName::Fact,
+        &stack.config.tenancy,
+        stack.bus.clone(),
+        stack.shutdown.clone(),
+    )
+    .await
+    .unwrap();
+
+    let tenants: Vec<TenantId> = (0..8).map(|_| TenantId::new()).collect();
+    for tenant in &tenants {
+        stack.track(*tenant);
+        let event = signup_event(*tenant, &["fact"]);
+        publish(&stack, &event).await;
+        // Every event twice: redelivery must stay a no-op under concurrency.
+        publish(&stack, &event).await;
+    }
+    for tenant in &tenants {
+        stack.wait_until_registered_ready(*tenant, READY_WITHIN).await;
+        assert!(stack.database_exists(&tenant.database_name("fact")).await);
+    }
+    wait_for_committed(&stack, 16).await;
+    stack.shutdown.cancel();
+    second.consumer.await.ok();
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn provisioning_interrupted_after_create_database_is_repaired_by_redelivery() {
+    let stack = Stack::start().await;
+    let tenant = TenantId::new();
+    stack.track(tenant);
+    let database = tenant.database_name("fact");
+
+    // What a crash between CREATE DATABASE and the migrations leaves behind.
+    stack.fact.registry.claim(tenant, &stack.host.url(), &database).await.unwrap();
+    assert!(stack.host.ensure_database(&database).await.unwrap());
+
+    publish(&stack, &signup_event(tenant, &["fact"])).await;
+    stack.wait_until_registered_ready(tenant, READY_WITHIN).await;
+
+    let conn = stack.fact.selector.connection(tenant).await.unwrap();
+    assert!(fact_subgraph::store::list(&conn, None, 10).await.unwrap().is_empty());
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_request_while_the_database_is_being_created_gets_tenant_provisioning() {
+    let stack = Stack::start().await;
+    let tenant = TenantId::new();
+    stack.fact.registry.claim(tenant, &stack.host.url(), &tenant.database_name("fact")).await.unwrap();
+
+    for query in ["{ facts { nodes { id } } }", "{ randomFact { id } }", r#"mutation { createFact(input: {text: "x"}) { id } }"#] {
+        let (status, body) = stack.graphql(&stack.fact_url, Some(tenant), query, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(first_code(&body), "TENANT_PROVISIONING", "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["retryable"], true);
+    }
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn fact_pools_stay_bounded_as_tenants_grow() {
+    let stack = Stack::start().await;
+    let limit = stack.config.tenancy.pools.max_pools;
+    let tenants: Vec<TenantId> = (0..limit + 4).map(|_| TenantId::new()).collect();
+    for tenant in &tenants {
+        stack.track(*tenant);
+        stack.fact.provisioner.provision(*tenant).await.unwrap();
+        let conn = stack.fact.selector.connection(*tenant).await.unwrap();
+        fact_subgraph::store::list(&conn, None, 1).await.unwrap();
+    }
+    assert!(stack.fact.selector.open_pools().await <= limit);
+    stack.cleanup().await;
+}
