@@ -23,7 +23,12 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 fn report(label: &str, samples: &mut [Duration]) {
     let p50 = percentile(samples, 0.50);
     let p95 = percentile(samples, 0.95);
-    println!("{label:<34} n={:<3} p50={:>7.1} ms  p95={:>7.1} ms", samples.len(), p50.as_secs_f64() * 1e3, p95.as_secs_f64() * 1e3);
+    println!(
+        "{label:<34} n={:<3} p50={:>7.1} ms  p95={:>7.1} ms",
+        samples.len(),
+        p50.as_secs_f64() * 1e3,
+        p95.as_secs_f64() * 1e3
+    );
 }
 
 #[tokio::main]
@@ -46,7 +51,9 @@ async fn main() {
     for n in 0..SIGNUPS {
         let started = Instant::now();
         let (tenant, _) = stack.signup(&format!("Bench {n}"), &["fact"]).await;
-        stack.wait_until_ready(tenant, "fact", Duration::from_secs(60)).await;
+        stack
+            .wait_until_ready(tenant, "fact", Duration::from_secs(60))
+            .await;
         ready.push(started.elapsed());
     }
 

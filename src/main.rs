@@ -14,8 +14,10 @@ async fn main() -> anyhow::Result<()> {
     let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(config.tenancy.require_kafka()?)?);
     let shutdown = tenancy::shutdown::on_signal();
 
-    let tenant_addr = std::env::var("TENANT_ADDR").unwrap_or_else(|_| tenant_subgraph::DEFAULT_ADDR.to_owned());
-    let fact_addr = std::env::var("FACT_ADDR").unwrap_or_else(|_| fact_subgraph::DEFAULT_ADDR.to_owned());
+    let tenant_addr =
+        std::env::var("TENANT_ADDR").unwrap_or_else(|_| tenant_subgraph::DEFAULT_ADDR.to_owned());
+    let fact_addr =
+        std::env::var("FACT_ADDR").unwrap_or_else(|_| fact_subgraph::DEFAULT_ADDR.to_owned());
     let tenant_listener = bind(&tenant_addr, "TENANT_ADDR").await?;
     let fact_listener = bind(&fact_addr, "FACT_ADDR").await?;
 
@@ -26,5 +28,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn bind(addr: &str, setting: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("{setting} {addr}: cannot listen"))
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{setting} {addr}: cannot listen"))
 }

@@ -45,6 +45,8 @@ impl MigrationTrait for CreateFacts {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Facts::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Facts::Table).to_owned())
+            .await
     }
 }

@@ -86,7 +86,9 @@ impl MigrationTrait for CreateMetaTables {
                     .col(text_null(TenantServices::Error))
                     .col(timestamp_with_time_zone(TenantServices::UpdatedAt))
                     .primary_key(
-                        Index::create().col(TenantServices::TenantId).col(TenantServices::Service),
+                        Index::create()
+                            .col(TenantServices::TenantId)
+                            .col(TenantServices::Service),
                     )
                     .foreign_key(
                         ForeignKey::create()
@@ -163,9 +165,17 @@ impl MigrationTrait for CreateMetaTables {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Outbox::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(ApiTokens::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(TenantServices::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Tenants::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Outbox::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(ApiTokens::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(TenantServices::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Tenants::Table).to_owned())
+            .await
     }
 }

@@ -52,6 +52,8 @@ impl MigrationTrait for CreateTenantDatabases {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(TenantDatabases::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(TenantDatabases::Table).to_owned())
+            .await
     }
 }

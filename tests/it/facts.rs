@@ -9,12 +9,16 @@ use crate::stack::{HOP_SECRET, Stack, first_code};
 
 async fn ready_tenant(stack: &Stack, name: &str) -> TenantId {
     let (tenant, _) = stack.signup(name, &["fact"]).await;
-    stack.wait_until_ready(tenant, "fact", Duration::from_secs(60)).await;
+    stack
+        .wait_until_ready(tenant, "fact", Duration::from_secs(60))
+        .await;
     tenant
 }
 
 async fn fact_call(stack: &Stack, tenant: TenantId, query: &str, variables: Value) -> Value {
-    let (status, body) = stack.graphql(&stack.fact_url, Some(tenant), query, variables).await;
+    let (status, body) = stack
+        .graphql(&stack.fact_url, Some(tenant), query, variables)
+        .await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -26,26 +30,68 @@ async fn facts_can_be_created_read_listed_updated_and_deleted() {
 
     let mut ids = Vec::new();
     for text in ["one", "two", "three"] {
-        let body = fact_call(&stack, tenant, "mutation($t: String!) { createFact(input: {text: $t}) { id text } }", json!({"t": text})).await;
-        ids.push(body["data"]["createFact"]["id"].as_str().unwrap().to_owned());
+        let body = fact_call(
+            &stack,
+            tenant,
+            "mutation($t: String!) { createFact(input: {text: $t}) { id text } }",
+            json!({"t": text}),
+        )
+        .await;
+        ids.push(
+            body["data"]["createFact"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
 
     // Two pages of two, in creation order.
-    let page = fact_call(&stack, tenant, "{ facts(first: 2) { nodes { text } pageInfo { hasNextPage endCursor } } }", json!({})).await;
-    assert_eq!(page["data"]["facts"]["nodes"], json!([{"text": "one"}, {"text": "two"}]));
+    let page = fact_call(
+        &stack,
+        tenant,
+        "{ facts(first: 2) { nodes { text } pageInfo { hasNextPage endCursor } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        page["data"]["facts"]["nodes"],
+        json!([{"text": "one"}, {"text": "two"}])
+    );
     assert_eq!(page["data"]["facts"]["pageInfo"]["hasNextPage"], true);
     let cursor = page["data"]["facts"]["pageInfo"]["endCursor"].clone();
     let rest = fact_call(&stack, tenant, "query($c: String) { facts(first: 2, after: $c) { edges { node { text } } pageInfo { hasNextPage } } }", json!({"c": cursor})).await;
-    assert_eq!(rest["data"]["facts"]["edges"], json!([{"node": {"text": "three"}}]));
+    assert_eq!(
+        rest["data"]["facts"]["edges"],
+        json!([{"node": {"text": "three"}}])
+    );
     assert_eq!(rest["data"]["facts"]["pageInfo"]["hasNextPage"], false);
 
-    let updated = fact_call(&stack, tenant, "mutation($id: ID!) { updateFact(id: $id, input: {text: \"uno\"}) { text } }", json!({"id": ids[0]})).await;
+    let updated = fact_call(
+        &stack,
+        tenant,
+        "mutation($id: ID!) { updateFact(id: $id, input: {text: \"uno\"}) { text } }",
+        json!({"id": ids[0]}),
+    )
+    .await;
     assert_eq!(updated["data"]["updateFact"]["text"], "uno");
     let random = fact_call(&stack, tenant, "{ randomFact { id } }", json!({})).await;
-    assert!(ids.contains(&random["data"]["randomFact"]["id"].as_str().unwrap().to_owned()));
+    assert!(
+        ids.contains(
+            &random["data"]["randomFact"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        )
+    );
 
     for id in &ids {
-        let deleted = fact_call(&stack, tenant, "mutation($id: ID!) { deleteFact(id: $id) }", json!({"id": id})).await;
+        let deleted = fact_call(
+            &stack,
+            tenant,
+            "mutation($id: ID!) { deleteFact(id: $id) }",
+            json!({"id": id}),
+        )
+        .await;
         assert_eq!(deleted["data"]["deleteFact"], json!(id));
     }
     let none = fact_call(&stack, tenant, "{ randomFact { id } }", json!({})).await;
@@ -58,14 +104,41 @@ async fn tenant_b_cannot_read_list_update_or_delete_tenant_a_facts() {
     let stack = Stack::start().await;
     let a = ready_tenant(&stack, "Tenant A").await;
     let b = ready_tenant(&stack, "Tenant B").await;
-    let created = fact_call(&stack, a, r#"mutation { createFact(input: {text: "A's secret"}) { id } }"#, json!({})).await;
-    let id = created["data"]["createFact"]["id"].as_str().unwrap().to_owned();
+    let created = fact_call(
+        &stack,
+        a,
+        r#"mutation { createFact(input: {text: "A's secret"}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let id = created["data"]["createFact"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
-    let get = fact_call(&stack, b, "query($id: ID!) { fact(id: $id) { text } }", json!({"id": id})).await;
+    let get = fact_call(
+        &stack,
+        b,
+        "query($id: ID!) { fact(id: $id) { text } }",
+        json!({"id": id}),
+    )
+    .await;
     assert_eq!(first_code(&get), "NOT_FOUND", "{get}");
-    let update = fact_call(&stack, b, "mutation($id: ID!) { updateFact(id: $id, input: {text: \"B was here\"}) { text } }", json!({"id": id})).await;
+    let update = fact_call(
+        &stack,
+        b,
+        "mutation($id: ID!) { updateFact(id: $id, input: {text: \"B was here\"}) { text } }",
+        json!({"id": id}),
+    )
+    .await;
     assert_eq!(first_code(&update), "NOT_FOUND", "{update}");
-    let delete = fact_call(&stack, b, "mutation($id: ID!) { deleteFact(id: $id) }", json!({"id": id})).await;
+    let delete = fact_call(
+        &stack,
+        b,
+        "mutation($id: ID!) { deleteFact(id: $id) }",
+        json!({"id": id}),
+    )
+    .await;
     assert_eq!(first_code(&delete), "NOT_FOUND", "{delete}");
     let random = fact_call(&stack, b, "{ randomFact { id } }", json!({})).await;
     assert_eq!(first_code(&random), "NOT_FOUND", "{random}");
@@ -84,7 +157,13 @@ async fn tenant_b_cannot_read_list_update_or_delete_tenant_a_facts() {
     assert_eq!(first_code(&entities), "NOT_FOUND");
 
     // A's fact is untouched.
-    let still = fact_call(&stack, a, "query($id: ID!) { fact(id: $id) { text } }", json!({"id": id})).await;
+    let still = fact_call(
+        &stack,
+        a,
+        "query($id: ID!) { fact(id: $id) { text } }",
+        json!({"id": id}),
+    )
+    .await;
     assert_eq!(still["data"]["fact"]["text"], "A's secret");
     stack.cleanup().await;
 }
@@ -117,34 +196,69 @@ async fn bad_input_gets_a_contract_code_never_a_500() {
     let signup = "mutation($input: SignupInput!) { signup(input: $input) { tenant { id } } }";
     let cases: Vec<(&str, Value)> = vec![
         (signup, json!({"input": {"name": "", "services": ["fact"]}})),
-        (signup, json!({"input": {"name": "x".repeat(101), "services": ["fact"]}})),
-        (signup, json!({"input": {"name": "Acme", "services": ["billing"]}})),
-        (signup, json!({"input": {"name": "Acme", "services": ["fact", "fact-app"]}})),
+        (
+            signup,
+            json!({"input": {"name": "x".repeat(101), "services": ["fact"]}}),
+        ),
+        (
+            signup,
+            json!({"input": {"name": "Acme", "services": ["billing"]}}),
+        ),
+        (
+            signup,
+            json!({"input": {"name": "Acme", "services": ["fact", "fact-app"]}}),
+        ),
         (signup, json!({"input": {"name": 5, "services": ["fact"]}})),
-        (signup, json!({"input": {"name": "Acme", "services": [1, 2]}})),
+        (
+            signup,
+            json!({"input": {"name": "Acme", "services": [1, 2]}}),
+        ),
         (signup, json!({"input": {"name": "Acme"}})),
     ];
     for (query, variables) in cases {
-        let (status, body) = stack.graphql(&stack.tenant_url, None, query, variables.clone()).await;
+        let (status, body) = stack
+            .graphql(&stack.tenant_url, None, query, variables.clone())
+            .await;
         assert_eq!(status, 200, "{variables} → {body}");
         assert_eq!(first_code(&body), "BAD_USER_INPUT", "{variables} → {body}");
     }
 
     let fact_cases: Vec<(&str, Value)> = vec![
-        ("query($id: ID!) { fact(id: $id) { id } }", json!({"id": "not-a-uuid"})),
-        ("mutation($id: ID!) { deleteFact(id: $id) }", json!({"id": "1"})),
-        (r#"mutation { createFact(input: {text: "   "}) { id } }"#, json!({})),
-        ("mutation($t: String!) { createFact(input: {text: $t}) { id } }", json!({"t": "x".repeat(2001)})),
-        ("mutation($t: String!) { createFact(input: {text: $t}) { id } }", json!({"t": ["not", "a", "string"]})),
+        (
+            "query($id: ID!) { fact(id: $id) { id } }",
+            json!({"id": "not-a-uuid"}),
+        ),
+        (
+            "mutation($id: ID!) { deleteFact(id: $id) }",
+            json!({"id": "1"}),
+        ),
+        (
+            r#"mutation { createFact(input: {text: "   "}) { id } }"#,
+            json!({}),
+        ),
+        (
+            "mutation($t: String!) { createFact(input: {text: $t}) { id } }",
+            json!({"t": "x".repeat(2001)}),
+        ),
+        (
+            "mutation($t: String!) { createFact(input: {text: $t}) { id } }",
+            json!({"t": ["not", "a", "string"]}),
+        ),
         ("{ facts(first: 1000) { nodes { id } } }", json!({})),
         ("{ facts(after: \"garbage\") { nodes { id } } }", json!({})),
         ("{ nosuchfield }", json!({})),
         ("{ facts { ", json!({})),
     ];
     for (query, variables) in fact_cases {
-        let (status, body) = stack.graphql(&stack.fact_url, Some(tenant), query, variables.clone()).await;
+        let (status, body) = stack
+            .graphql(&stack.fact_url, Some(tenant), query, variables.clone())
+            .await;
         assert_eq!(status, 200, "{query} → {body}");
-        assert_eq!(first_code(&body), "BAD_USER_INPUT", "{query} {variables} → {body}");
+        assert_eq!(
+            first_code(&body),
+            "BAD_USER_INPUT",
+            "{query} {variables} → {body}"
+        );
     }
 
     // A body that is not a GraphQL request at all.

@@ -1,8 +1,8 @@
 //! End-to-end tests of the tenancy core on real PostgreSQL and a real
 //! Kafka-protocol broker: signup → event → provisioning → requests.
 
-mod stack;
-mod provisioning;
-mod facts;
-mod tokens;
 mod broker_outage;
+mod facts;
+mod provisioning;
+mod stack;
+mod tokens;

@@ -30,27 +30,47 @@ fn signup_event(tenant: TenantId, services: &[&str]) -> SignupEvent {
 async fn publish(stack: &Stack, event: &SignupEvent) {
     let payload = serde_json::to_vec(event).unwrap();
     let topic = &stack.config.tenancy.signups_topic;
-    stack.bus.publish(topic, &event.tenant_id.to_string(), &payload).await.unwrap();
+    stack
+        .bus
+        .publish(topic, &event.tenant_id.to_string(), &payload)
+        .await
+        .unwrap();
 }
 
 /// The offsets the fact provisioners' group committed, summed over partitions.
 fn committed_total(stack: &Stack) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", stack.config.tenancy.kafka_brokers.as_deref().unwrap())
-        .set("group.id", stack.config.tenancy.consumer_group("fact-provisioner"))
+        .set(
+            "bootstrap.servers",
+            stack.config.tenancy.kafka_brokers.as_deref().unwrap(),
+        )
+        .set(
+            "group.id",
+            stack.config.tenancy.consumer_group("fact-provisioner"),
+        )
         .create()
         .unwrap();
     let topic = &stack.config.tenancy.signups_topic;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let mut partitions = TopicPartitionList::new();
     for partition in metadata.topics()[0].partitions() {
         partitions.add_partition(topic, partition.id());
     }
-    let committed = consumer.committed_offsets(partitions, Duration::from_secs(10)).unwrap();
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
     let total = committed
         .elements()
         .iter()
-        .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
+        .map(|e| {
+            if let Offset::Offset(o) = e.offset() {
+                o
+            } else {
+                0
+            }
+        })
         .sum();
     // Dropped before the consumer: librdkafka issue #3796.
     drop(committed);
@@ -64,7 +84,10 @@ async fn wait_for_committed(stack: &Stack, expected: i64) {
         if total == expected {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "committed {total}, expected {expected}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "committed {total}, expected {expected}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -86,7 +109,12 @@ async fn signup_provisions_a_migrated_fact_database_and_reports_ready() {
 
     // The migrated schema serves requests.
     let (_, body) = stack
-        .graphql(&stack.fact_url, Some(tenant), r#"mutation { createFact(input: {text: "Snails sleep"}) { text } }"#, json!({}))
+        .graphql(
+            &stack.fact_url,
+            Some(tenant),
+            r#"mutation { createFact(input: {text: "Snails sleep"}) { text } }"#,
+            json!({}),
+        )
         .await;
     assert_eq!(body["data"]["createFact"]["text"], "Snails sleep", "{body}");
     stack.cleanup().await;
@@ -99,12 +127,25 @@ async fn a_tenant_without_fact_gets_no_fact_database_and_service_not_enabled() {
 
     // The provisioner's own handler, fed the tenant's event, does nothing.
     let event = signup_event(tenant, &["org"]);
-    let delivery = Delivery { topic: "t".into(), partition: 0, offset: 0, key: None, payload: serde_json::to_vec(&event).unwrap() };
+    let delivery = Delivery {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        key: None,
+        payload: serde_json::to_vec(&event).unwrap(),
+    };
     stack.fact.provisioner.handle(&delivery).await.unwrap();
     assert!(stack.fact.registry.find(tenant).await.unwrap().is_none());
     assert!(!stack.database_exists(&tenant.database_name("fact")).await);
 
-    let (status, body) = stack.graphql(&stack.fact_url, Some(tenant), "{ facts { nodes { id } } }", json!({})).await;
+    let (status, body) = stack
+        .graphql(
+            &stack.fact_url,
+            Some(tenant),
+            "{ facts { nodes { id } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(first_code(&body), "SERVICE_NOT_ENABLED", "{body}");
     stack.cleanup().await;
@@ -119,7 +160,9 @@ async fn the_same_signup_delivered_twice_provisions_one_database_and_commits() {
     publish(&stack, &event).await;
     publish(&stack, &event).await;
 
-    stack.wait_until_registered_ready(tenant, READY_WITHIN).await;
+    stack
+        .wait_until_registered_ready(tenant, READY_WITHIN)
+        .await;
     wait_for_committed(&stack, 2).await;
     assert!(stack.database_exists(&tenant.database_name("fact")).await);
     let entry = stack.fact.registry.find(tenant).await.unwrap().unwrap();
@@ -149,7 +192,9 @@ async fn two_provisioners_in_one_group_provision_each_tenant_exactly_once() {
         publish(&stack, &event).await;
     }
     for tenant in &tenants {
-        stack.wait_until_registered_ready(*tenant, READY_WITHIN).await;
+        stack
+            .wait_until_registered_ready(*tenant, READY_WITHIN)
+            .await;
         assert!(stack.database_exists(&tenant.database_name("fact")).await);
     }
     wait_for_committed(&stack, 16).await;
@@ -166,14 +211,26 @@ async fn provisioning_interrupted_after_create_database_is_repaired_by_redeliver
     let database = tenant.database_name("fact");
 
     // What a crash between CREATE DATABASE and the migrations leaves behind.
-    stack.fact.registry.claim(tenant, &stack.host.url(), &database).await.unwrap();
+    stack
+        .fact
+        .registry
+        .claim(tenant, &stack.host.url(), &database)
+        .await
+        .unwrap();
     assert!(stack.host.ensure_database(&database).await.unwrap());
 
     publish(&stack, &signup_event(tenant, &["fact"])).await;
-    stack.wait_until_registered_ready(tenant, READY_WITHIN).await;
+    stack
+        .wait_until_registered_ready(tenant, READY_WITHIN)
+        .await;
 
     let conn = stack.fact.selector.connection(tenant).await.unwrap();
-    assert!(fact_subgraph::store::list(&conn, None, 10).await.unwrap().is_empty());
+    assert!(
+        fact_subgraph::store::list(&conn, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     stack.cleanup().await;
 }
 
@@ -181,10 +238,21 @@ async fn provisioning_interrupted_after_create_database_is_repaired_by_redeliver
 async fn a_request_while_the_database_is_being_created_gets_tenant_provisioning() {
     let stack = Stack::start().await;
     let tenant = TenantId::new();
-    stack.fact.registry.claim(tenant, &stack.host.url(), &tenant.database_name("fact")).await.unwrap();
+    stack
+        .fact
+        .registry
+        .claim(tenant, &stack.host.url(), &tenant.database_name("fact"))
+        .await
+        .unwrap();
 
-    for query in ["{ facts { nodes { id } } }", "{ randomFact { id } }", r#"mutation { createFact(input: {text: "x"}) { id } }"#] {
-        let (status, body) = stack.graphql(&stack.fact_url, Some(tenant), query, json!({})).await;
+    for query in [
+        "{ facts { nodes { id } } }",
+        "{ randomFact { id } }",
+        r#"mutation { createFact(input: {text: "x"}) { id } }"#,
+    ] {
+        let (status, body) = stack
+            .graphql(&stack.fact_url, Some(tenant), query, json!({}))
+            .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(first_code(&body), "TENANT_PROVISIONING", "{body}");
         assert_eq!(body["errors"][0]["extensions"]["retryable"], true);

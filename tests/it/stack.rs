@@ -23,7 +23,8 @@ pub const HOP_SECRET: &str = "test-hop-secret-0123456789";
 
 /// The database cluster tests use.
 pub fn database_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// The broker tests use; `scripts/test` starts one and sets this.
@@ -42,10 +43,18 @@ pub fn fresh_config(brokers: &str) -> TenantConfig {
         hop_secret: HOP_SECRET.to_owned(),
         signups_topic: format!("{prefix}signups"),
         provisioning_topic: format!("{prefix}provisioning"),
-        pools: PoolLimits { connections_per_pool: 2, max_pools: 8, idle: Duration::from_secs(60) },
+        pools: PoolLimits {
+            connections_per_pool: 2,
+            max_pools: 8,
+            idle: Duration::from_secs(60),
+        },
     };
     let key = std::env::temp_dir().join(format!("{prefix}signing_key.pem"));
-    TenantConfig { tenancy, signing_key_file: key, signup_token_days: 30 }
+    TenantConfig {
+        tenancy,
+        signing_key_file: key,
+        signup_token_days: 30,
+    }
 }
 
 pub struct Stack {
@@ -69,12 +78,17 @@ impl Stack {
 
     /// Starts both subgraphs with `config`.
     pub async fn start_with(config: TenantConfig) -> Stack {
-        let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(config.tenancy.kafka_brokers.as_deref().unwrap()).unwrap());
+        let bus: Arc<dyn EventBus> =
+            Arc::new(KafkaBus::new(config.tenancy.kafka_brokers.as_deref().unwrap()).unwrap());
         let shutdown = CancellationToken::new();
 
-        let tenant = tenant_subgraph::start(&config, bus.clone(), shutdown.clone()).await.expect("tenant starts");
+        let tenant = tenant_subgraph::start(&config, bus.clone(), shutdown.clone())
+            .await
+            .expect("tenant starts");
         let tenant_url = serve(tenant.router, shutdown.clone()).await;
-        let fact = fact_subgraph::start(&config.tenancy, bus.clone(), shutdown.clone()).await.expect("fact starts");
+        let fact = fact_subgraph::start(&config.tenancy, bus.clone(), shutdown.clone())
+            .await
+            .expect("fact starts");
         let fact_url = serve(fact.router, shutdown.clone()).await;
 
         Stack {
@@ -98,12 +112,25 @@ impl Stack {
 
     /// A GraphQL request as the gateway sends it: hop secret plus, when
     /// given, the verified tenant. Returns (HTTP status, body).
-    pub async fn graphql(&self, url: &str, tenant: Option<TenantId>, query: &str, variables: Value) -> (u16, Value) {
-        let mut request = self.http.post(format!("{url}/graphql")).header(HOP_HEADER, HOP_SECRET);
+    pub async fn graphql(
+        &self,
+        url: &str,
+        tenant: Option<TenantId>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{url}/graphql"))
+            .header(HOP_HEADER, HOP_SECRET);
         if let Some(tenant) = tenant {
             request = request.header(TENANT_HEADER, tenant.to_string());
         }
-        let response = request.json(&json!({"query": query, "variables": variables})).send().await.unwrap();
+        let response = request
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }
@@ -119,29 +146,52 @@ impl Stack {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        let tenant: TenantId = body["data"]["signup"]["tenant"]["id"].as_str().unwrap_or_else(|| panic!("{body}")).parse().unwrap();
+        let tenant: TenantId = body["data"]["signup"]["tenant"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .parse()
+            .unwrap();
         self.track(tenant);
-        (tenant, body["data"]["signup"]["token"].as_str().unwrap().to_owned())
+        (
+            tenant,
+            body["data"]["signup"]["token"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// The status the tenant service reports for each app.
     pub async fn statuses(&self, tenant: TenantId) -> Value {
-        let (_, body) = self.graphql(&self.tenant_url, Some(tenant), "{ me { services { name status } } }", json!({})).await;
+        let (_, body) = self
+            .graphql(
+                &self.tenant_url,
+                Some(tenant),
+                "{ me { services { name status } } }",
+                json!({}),
+            )
+            .await;
         body["data"]["me"]["services"].clone()
     }
 
     /// Waits until the tenant service reports `service` ready.
-    pub async fn wait_until_ready(&self, tenant: TenantId, service: &str, timeout: Duration) -> Duration {
+    pub async fn wait_until_ready(
+        &self,
+        tenant: TenantId,
+        service: &str,
+        timeout: Duration,
+    ) -> Duration {
         let started = Instant::now();
         loop {
             let services = self.statuses(tenant).await;
-            let ready = services
-                .as_array()
-                .is_some_and(|list| list.iter().any(|s| s["name"] == service && s["status"] == "ready"));
+            let ready = services.as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|s| s["name"] == service && s["status"] == "ready")
+            });
             if ready {
                 return started.elapsed();
             }
-            assert!(started.elapsed() < timeout, "{tenant} not ready on {service} after {timeout:?}: {services}");
+            assert!(
+                started.elapsed() < timeout,
+                "{tenant} not ready on {service} after {timeout:?}: {services}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -151,10 +201,16 @@ impl Stack {
         let started = Instant::now();
         loop {
             let entry = self.fact.registry.find(tenant).await.unwrap();
-            if entry.as_ref().is_some_and(|e| e.status == tenancy::registry::DatabaseStatus::Ready) {
+            if entry
+                .as_ref()
+                .is_some_and(|e| e.status == tenancy::registry::DatabaseStatus::Ready)
+            {
                 return;
             }
-            assert!(started.elapsed() < timeout, "{tenant} not ready in the registry: {entry:?}");
+            assert!(
+                started.elapsed() < timeout,
+                "{tenant} not ready in the registry: {entry:?}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -170,10 +226,16 @@ impl Stack {
         self.fact.consumer.await.ok();
         let tenants = self.tenants.lock().unwrap().clone();
         for tenant in tenants {
-            self.host.drop_database(&tenant.database_name("fact")).await.unwrap();
+            self.host
+                .drop_database(&tenant.database_name("fact"))
+                .await
+                .unwrap();
         }
         for control in ["tenant_meta", "fact_registry"] {
-            self.host.drop_database(&self.config.tenancy.control_database(control)).await.unwrap();
+            self.host
+                .drop_database(&self.config.tenancy.control_database(control))
+                .await
+                .unwrap();
         }
         std::fs::remove_file(&self.config.signing_key_file).ok();
     }
@@ -184,12 +246,18 @@ pub async fn serve(router: axum::Router, shutdown: CancellationToken) -> String 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await.unwrap();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .unwrap();
     });
     format!("http://{addr}")
 }
 
 /// The `extensions.code` of the first error.
 pub fn first_code(body: &Value) -> String {
-    body["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>").to_owned()
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+        .to_owned()
 }

@@ -51,7 +51,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let service = start(config, bus, shutdown.clone()).await?;
     tracing::info!(target: "fact", addr = %listener.local_addr()?, "fact subgraph listening");
-    axum::serve(listener, service.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    axum::serve(listener, service.router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
     service.runtime.consumer.await.ok();
     Ok(())
 }

@@ -18,7 +18,10 @@ pub type FactSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema with federation enabled.
 pub fn build(selector: ConnectionSelector) -> FactSchema {
-    Schema::build(Query, Mutation, EmptySubscription).enable_federation().data(selector).finish()
+    Schema::build(Query, Mutation, EmptySubscription)
+        .enable_federation()
+        .data(selector)
+        .finish()
 }
 
 /// A fact, as clients see it.
@@ -36,7 +39,12 @@ pub struct Fact {
 
 impl From<store::Fact> for Fact {
     fn from(row: store::Fact) -> Self {
-        Self { id: ID(row.id.to_string()), text: row.text, created_at: row.created_at, updated_at: row.updated_at }
+        Self {
+            id: ID(row.id.to_string()),
+            text: row.text,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
     }
 }
 
@@ -122,14 +130,23 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Stores a new fact.
-    async fn create_fact(&self, ctx: &Context<'_>, input: CreateFactInput) -> async_graphql::Result<Fact> {
+    async fn create_fact(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateFactInput,
+    ) -> async_graphql::Result<Fact> {
         store::validate_text(&input.text)?;
         let conn = connection(ctx).await?;
         Ok(store::create(&conn, &input.text).await?.into())
     }
 
     /// Changes a fact's text.
-    async fn update_fact(&self, ctx: &Context<'_>, id: ID, input: UpdateFactInput) -> async_graphql::Result<Fact> {
+    async fn update_fact(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateFactInput,
+    ) -> async_graphql::Result<Fact> {
         let id = parse_uuid(&id, "id")?;
         let conn = connection(ctx).await?;
         Ok(store::update(&conn, id, &input.text).await?.into())
@@ -147,10 +164,16 @@ impl Mutation {
 /// The caller's tenant database.
 async fn connection(ctx: &Context<'_>) -> Result<TenantConnection> {
     let tenant = tenant_of(ctx)?;
-    ctx.data_unchecked::<ConnectionSelector>().connection(tenant).await
+    ctx.data_unchecked::<ConnectionSelector>()
+        .connection(tenant)
+        .await
 }
 
-async fn list_facts(conn: &TenantConnection, first: Option<i32>, after: Option<&str>) -> Result<Connection<String, Fact>> {
+async fn list_facts(
+    conn: &TenantConnection,
+    first: Option<i32>,
+    after: Option<&str>,
+) -> Result<Connection<String, Fact>> {
     let page = PageRequest::new(first, after)?;
     let rows = store::list(conn, page.after, page.fetch_limit()).await?;
     let facts = rows.into_iter().map(Fact::from).collect();

@@ -43,14 +43,18 @@ pub fn validate_text(text: &str) -> Result<String> {
         return Err(Error::BadUserInput("text must not be empty".into()));
     }
     if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(Error::BadUserInput(format!("text must be at most {MAX_TEXT_CHARS} characters")));
+        return Err(Error::BadUserInput(format!(
+            "text must be at most {MAX_TEXT_CHARS} characters"
+        )));
     }
     Ok(text.to_owned())
 }
 
 /// Up to `limit` facts after `after`, oldest first (ids are UUIDv7).
 pub async fn list(conn: &TenantConnection, after: Option<Uuid>, limit: u64) -> Result<Vec<Fact>> {
-    let mut query = fact::Entity::find().order_by_asc(fact::Column::Id).limit(limit);
+    let mut query = fact::Entity::find()
+        .order_by_asc(fact::Column::Id)
+        .limit(limit);
     if let Some(after) = after {
         query = query.filter(fact::Column::Id.gt(after));
     }

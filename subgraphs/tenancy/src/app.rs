@@ -64,5 +64,10 @@ pub async fn start_app<M: MigratorTrait + 'static>(
         provisioner.clone(),
         shutdown,
     );
-    Ok(AppRuntime { selector, registry, provisioner, consumer })
+    Ok(AppRuntime {
+        selector,
+        registry,
+        provisioner,
+        consumer,
+    })
 }

@@ -75,7 +75,11 @@ impl KafkaBus {
             .set("acks", "all")
             .create()
             .context("creating the Kafka producer (KAFKA_BROKERS)")?;
-        Ok(Self { brokers: brokers.to_owned(), producer, partitions: 3 })
+        Ok(Self {
+            brokers: brokers.to_owned(),
+            producer,
+            partitions: 3,
+        })
     }
 }
 
@@ -92,7 +96,10 @@ impl EventBus for KafkaBus {
             // auto-creation) gets them back, then the send is tried again.
             Err((KafkaError::MessageProduction(code), _)) if is_unknown_topic(code) => {
                 self.ensure_topics(&[topic]).await?;
-                send().await.map(|_| ()).map_err(|(error, _)| anyhow!("publishing to {topic}: {error}"))
+                send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|(error, _)| anyhow!("publishing to {topic}: {error}"))
             }
             Err((error, _)) => Err(anyhow!("publishing to {topic}: {error}")),
         }
@@ -109,7 +116,9 @@ impl EventBus for KafkaBus {
             .set("enable.partition.eof", "false")
             .create()
             .context("creating the Kafka consumer")?;
-        consumer.subscribe(&[topic]).with_context(|| format!("subscribing to {topic}"))?;
+        consumer
+            .subscribe(&[topic])
+            .with_context(|| format!("subscribing to {topic}"))?;
         Ok(Box::new(KafkaSubscription { consumer }))
     }
 
@@ -123,7 +132,10 @@ impl EventBus for KafkaBus {
             .map(|name| NewTopic::new(name, self.partitions, TopicReplication::Fixed(1)))
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin.create_topics(&new_topics, &options).await.context("creating topics")?;
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .context("creating topics")?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -135,7 +147,10 @@ impl EventBus for KafkaBus {
 }
 
 fn is_unknown_topic(code: RDKafkaErrorCode) -> bool {
-    matches!(code, RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
+    matches!(
+        code,
+        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+    )
 }
 
 struct KafkaSubscription {
@@ -159,8 +174,14 @@ impl Subscription for KafkaSubscription {
         // Kafka's committed offset is the next one to read.
         let mut offsets = TopicPartitionList::new();
         offsets
-            .add_partition_offset(&delivery.topic, delivery.partition, Offset::Offset(delivery.offset + 1))
+            .add_partition_offset(
+                &delivery.topic,
+                delivery.partition,
+                Offset::Offset(delivery.offset + 1),
+            )
             .context("building the commit")?;
-        self.consumer.commit(&offsets, CommitMode::Sync).context("committing the offset")
+        self.consumer
+            .commit(&offsets, CommitMode::Sync)
+            .context("committing the offset")
     }
 }

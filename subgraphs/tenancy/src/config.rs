@@ -50,7 +50,11 @@ pub struct PoolLimits {
 
 impl Default for PoolLimits {
     fn default() -> Self {
-        Self { connections_per_pool: 2, max_pools: 16, idle: Duration::from_secs(300) }
+        Self {
+            connections_per_pool: 2,
+            max_pools: 16,
+            idle: Duration::from_secs(300),
+        }
     }
 }
 
@@ -61,13 +65,19 @@ impl TenancyConfig {
         let config = Self {
             database_url: env_or("DATABASE_URL", DEFAULT_DATABASE_URL),
             database_prefix: env_or("DATABASE_PREFIX", ""),
-            kafka_brokers: std::env::var("KAFKA_BROKERS").ok().filter(|v| !v.trim().is_empty()),
-            hop_secret: std::env::var("GATEWAY_HOP_SECRET")
-                .context("GATEWAY_HOP_SECRET is not set: every service needs the gateway's hop secret")?,
+            kafka_brokers: std::env::var("KAFKA_BROKERS")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+            hop_secret: std::env::var("GATEWAY_HOP_SECRET").context(
+                "GATEWAY_HOP_SECRET is not set: every service needs the gateway's hop secret",
+            )?,
             signups_topic: env_or("TENANT_SIGNUPS_TOPIC", "tenant.signups"),
             provisioning_topic: env_or("TENANT_PROVISIONING_TOPIC", "tenant.provisioning"),
             pools: PoolLimits {
-                connections_per_pool: env_parse("TENANT_POOL_CONNECTIONS", defaults.connections_per_pool)?,
+                connections_per_pool: env_parse(
+                    "TENANT_POOL_CONNECTIONS",
+                    defaults.connections_per_pool,
+                )?,
                 max_pools: env_parse("TENANT_POOLS_MAX", defaults.max_pools)?,
                 idle: Duration::from_secs(env_parse("TENANT_POOL_IDLE_SECONDS", 300u64)?),
             },
@@ -82,7 +92,11 @@ impl TenancyConfig {
         if self.hop_secret.len() < 16 {
             bail!("GATEWAY_HOP_SECRET must be at least 16 characters");
         }
-        if !self.database_prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if !self
+            .database_prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             bail!("DATABASE_PREFIX may hold only lower-case letters, digits and underscores");
         }
         if self.pools.connections_per_pool == 0 || self.pools.max_pools == 0 {
@@ -105,12 +119,17 @@ impl TenancyConfig {
 
     /// The Kafka brokers, or an error naming the missing setting.
     pub fn require_kafka(&self) -> anyhow::Result<&str> {
-        self.kafka_brokers.as_deref().context("KAFKA_BROKERS is not set")
+        self.kafka_brokers
+            .as_deref()
+            .context("KAFKA_BROKERS is not set")
     }
 }
 
 fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 fn env_parse<T: std::str::FromStr>(key: &str, default: T) -> anyhow::Result<T> {

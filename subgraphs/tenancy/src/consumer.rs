@@ -48,7 +48,11 @@ pub fn spawn_consumer(
     })
 }
 
-async fn consume(subscription: &mut dyn Subscription, handler: &dyn MessageHandler, shutdown: &CancellationToken) {
+async fn consume(
+    subscription: &mut dyn Subscription,
+    handler: &dyn MessageHandler,
+    shutdown: &CancellationToken,
+) {
     loop {
         let delivery = tokio::select! {
             _ = shutdown.cancelled() => return,

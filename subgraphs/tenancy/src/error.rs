@@ -74,8 +74,12 @@ impl Error {
             | Error::BadUserInput(message)
             | Error::NotFound(message)
             | Error::Conflict(message) => message.clone(),
-            Error::ServiceNotEnabled(app) => format!("this tenant has not signed up for the {app} service"),
-            Error::TenantNotReady(app) => format!("the tenant's {app} database is being provisioned; retry shortly"),
+            Error::ServiceNotEnabled(app) => {
+                format!("this tenant has not signed up for the {app} service")
+            }
+            Error::TenantNotReady(app) => {
+                format!("the tenant's {app} database is being provisioned; retry shortly")
+            }
             Error::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -108,12 +112,22 @@ impl From<Error> for async_graphql::Error {
 /// Errors without a path never reached a resolver: they are bad input.
 pub fn ensure_error_codes(response: &mut async_graphql::Response) {
     for error in &mut response.errors {
-        let has_code = error.extensions.as_ref().is_some_and(|e| e.get("code").is_some());
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
         if has_code {
             continue;
         }
-        let code = if error.path.is_empty() { "BAD_USER_INPUT" } else { "INTERNAL" };
-        error.extensions.get_or_insert_with(Default::default).set("code", code);
+        let code = if error.path.is_empty() {
+            "BAD_USER_INPUT"
+        } else {
+            "INTERNAL"
+        };
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
     }
 }
 
@@ -132,7 +146,10 @@ mod tests {
     fn provisioning_errors_are_marked_retryable() {
         let error: async_graphql::Error = Error::TenantNotReady("fact".into()).into();
         let extensions = error.extensions.unwrap();
-        assert_eq!(extensions.get("code").unwrap().to_string(), "\"TENANT_PROVISIONING\"");
+        assert_eq!(
+            extensions.get("code").unwrap().to_string(),
+            "\"TENANT_PROVISIONING\""
+        );
         assert!(extensions.get("retryable").is_some());
     }
 }

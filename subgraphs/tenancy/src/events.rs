@@ -40,7 +40,11 @@ impl ServiceName {
         Self::ALL
             .into_iter()
             .find(|service| service.as_str() == name)
-            .ok_or_else(|| Error::BadUserInput(format!("unknown service {text:?}; expected fact, org or todo")))
+            .ok_or_else(|| {
+                Error::BadUserInput(format!(
+                    "unknown service {text:?}; expected fact, org or todo"
+                ))
+            })
     }
 }
 
@@ -65,7 +69,9 @@ pub struct SignupEvent {
 impl SignupEvent {
     /// Whether the tenant signed up for `service` (aliases accepted).
     pub fn includes(&self, service: ServiceName) -> bool {
-        self.services.iter().any(|name| ServiceName::parse(name).ok() == Some(service))
+        self.services
+            .iter()
+            .any(|name| ServiceName::parse(name).ok() == Some(service))
     }
 }
 
@@ -98,7 +104,10 @@ mod tests {
     fn service_names_accept_the_seed_aliases() {
         assert_eq!(ServiceName::parse("fact-app").unwrap(), ServiceName::Fact);
         assert_eq!(ServiceName::parse(" Todo ").unwrap(), ServiceName::Todo);
-        assert_eq!(ServiceName::parse("billing").unwrap_err().code(), "BAD_USER_INPUT");
+        assert_eq!(
+            ServiceName::parse("billing").unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
         assert!(ServiceName::parse("org-app-app").is_err());
     }
 
@@ -115,7 +124,17 @@ mod tests {
         let json = serde_json::to_value(&event).unwrap();
         let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
         keys.sort();
-        assert_eq!(keys, ["event_id", "name", "occurred_at", "services", "tenant_id", "version"]);
+        assert_eq!(
+            keys,
+            [
+                "event_id",
+                "name",
+                "occurred_at",
+                "services",
+                "tenant_id",
+                "version"
+            ]
+        );
         assert_eq!(json["occurred_at"], "1970-01-01T00:00:00Z");
         assert!(event.includes(ServiceName::Fact) && !event.includes(ServiceName::Org));
     }

@@ -45,13 +45,16 @@ where
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
-            let error = Error::BadUserInput(format!("the request body is not a GraphQL request: {error}"));
+            let error = Error::BadUserInput(format!(
+                "the request body is not a GraphQL request: {error}"
+            ));
             return error_response(StatusCode::BAD_REQUEST, error);
         }
     };
 
     let span = tracing::debug_span!("graphql", tenant_id = ?tenant.0);
-    let mut response = tracing::Instrument::instrument(schema.execute(request.data(tenant)), span).await;
+    let mut response =
+        tracing::Instrument::instrument(schema.execute(request.data(tenant)), span).await;
     ensure_error_codes(&mut response);
     Json(response).into_response()
 }

@@ -37,17 +37,22 @@ impl HopSecret {
     /// Checks the hop credential and returns the tenant the gateway vouched
     /// for, if any (`signup` is called without one).
     pub fn verify(&self, headers: &HeaderMap) -> Result<RequestTenant> {
-        let presented = headers.get(HOP_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        let presented = headers
+            .get(HOP_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         if !constant_time_eq(presented, self.0.as_bytes()) {
-            return Err(Error::Unauthenticated("requests must come through the gateway".into()));
+            return Err(Error::Unauthenticated(
+                "requests must come through the gateway".into(),
+            ));
         }
         let tenant = match headers.get(TENANT_HEADER) {
             None => None,
             Some(value) => {
                 let text = value.to_str().unwrap_or_default();
-                let tenant = text
-                    .parse::<TenantId>()
-                    .map_err(|_| Error::Unauthenticated("the gateway sent a malformed tenant id".into()))?;
+                let tenant = text.parse::<TenantId>().map_err(|_| {
+                    Error::Unauthenticated("the gateway sent a malformed tenant id".into())
+                })?;
                 Some(tenant)
             }
         };
@@ -68,13 +73,17 @@ pub struct RequestTenant(pub Option<TenantId>);
 impl RequestTenant {
     /// The tenant, or `UNAUTHENTICATED` for a request without one.
     pub fn require(&self) -> Result<TenantId> {
-        self.0.ok_or_else(|| Error::Unauthenticated("this operation needs a tenant token".into()))
+        self.0
+            .ok_or_else(|| Error::Unauthenticated("this operation needs a tenant token".into()))
     }
 }
 
 /// The request's tenant inside a GraphQL resolver.
 pub fn tenant_of(ctx: &async_graphql::Context<'_>) -> Result<TenantId> {
-    ctx.data_opt::<RequestTenant>().copied().unwrap_or(RequestTenant(None)).require()
+    ctx.data_opt::<RequestTenant>()
+        .copied()
+        .unwrap_or(RequestTenant(None))
+        .require()
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a
@@ -103,7 +112,10 @@ mod tests {
         let secret = HopSecret::new("0123456789abcdef");
         let tenant = TenantId::new().to_string();
         let forged = headers(&[(TENANT_HEADER, &tenant)]);
-        assert_eq!(secret.verify(&forged).unwrap_err().code(), "UNAUTHENTICATED");
+        assert_eq!(
+            secret.verify(&forged).unwrap_err().code(),
+            "UNAUTHENTICATED"
+        );
         let wrong = headers(&[(TENANT_HEADER, &tenant), (HOP_HEADER, "0123456789abcdeX")]);
         assert!(secret.verify(&wrong).is_err());
     }
@@ -112,7 +124,10 @@ mod tests {
     fn the_gateway_vouches_for_the_tenant() {
         let secret = HopSecret::new("0123456789abcdef");
         let tenant = TenantId::new();
-        let good = headers(&[(TENANT_HEADER, &tenant.to_string()), (HOP_HEADER, "0123456789abcdef")]);
+        let good = headers(&[
+            (TENANT_HEADER, &tenant.to_string()),
+            (HOP_HEADER, "0123456789abcdef"),
+        ]);
         assert_eq!(secret.verify(&good).unwrap().require().unwrap(), tenant);
         let anonymous = headers(&[(HOP_HEADER, "0123456789abcdef")]);
         assert!(secret.verify(&anonymous).unwrap().require().is_err());

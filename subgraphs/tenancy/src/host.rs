@@ -61,7 +61,10 @@ impl DatabaseHost {
             }
             other => bail!("unsupported database scheme {other:?} (use postgres:// or sqlite://)"),
         };
-        Ok(Self { kind, admin: OnceCell::new() })
+        Ok(Self {
+            kind,
+            admin: OnceCell::new(),
+        })
     }
 
     /// The URL stored in registries for this host.
@@ -80,7 +83,10 @@ impl DatabaseHost {
                 url.set_path(name);
                 url.to_string()
             }
-            HostKind::Sqlite(dir) => format!("sqlite://{}?mode=rwc", dir.join(format!("{name}.db")).display()),
+            HostKind::Sqlite(dir) => format!(
+                "sqlite://{}?mode=rwc",
+                dir.join(format!("{name}.db")).display()
+            ),
         }
     }
 
@@ -100,12 +106,19 @@ impl DatabaseHost {
                 if path.exists() {
                     return Ok(false);
                 }
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
                 // Opening with mode=rwc creates the file.
-                self.connect(name, PoolOptions { max_connections: 1, idle: Duration::from_secs(1) })
-                    .await?
-                    .close()
-                    .await?;
+                self.connect(
+                    name,
+                    PoolOptions {
+                        max_connections: 1,
+                        idle: Duration::from_secs(1),
+                    },
+                )
+                .await?
+                .close()
+                .await?;
                 Ok(true)
             }
             HostKind::Postgres(_) => {
@@ -149,20 +162,29 @@ impl DatabaseHost {
             HostKind::Sqlite(dir) => {
                 let path = dir.join(format!("{name}.db"));
                 if path.exists() {
-                    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
                 }
                 Ok(())
             }
             HostKind::Postgres(_) => {
                 let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                self.admin().await?.execute_unprepared(&drop).await.with_context(|| drop.clone())?;
+                self.admin()
+                    .await?
+                    .execute_unprepared(&drop)
+                    .await
+                    .with_context(|| drop.clone())?;
                 Ok(())
             }
         }
     }
 
     /// Opens a pool on database `name`.
-    pub async fn connect(&self, name: &str, pool: PoolOptions) -> anyhow::Result<DatabaseConnection> {
+    pub async fn connect(
+        &self,
+        name: &str,
+        pool: PoolOptions,
+    ) -> anyhow::Result<DatabaseConnection> {
         let mut options = ConnectOptions::new(self.database_url(name));
         options
             .max_connections(pool.max_connections)
@@ -171,7 +193,9 @@ impl DatabaseHost {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false);
-        Database::connect(options).await.with_context(|| format!("connecting to database {name}"))
+        Database::connect(options)
+            .await
+            .with_context(|| format!("connecting to database {name}"))
     }
 
     /// Opens a pool on a control database, creating and migrating it first.
@@ -180,16 +204,32 @@ impl DatabaseHost {
         name: &str,
     ) -> anyhow::Result<DatabaseConnection> {
         self.ensure_database(name).await?;
-        let db = self.connect(name, PoolOptions { max_connections: 4, idle: Duration::from_secs(60) }).await?;
-        M::up(&db, None).await.with_context(|| format!("migrating {name}"))?;
+        let db = self
+            .connect(
+                name,
+                PoolOptions {
+                    max_connections: 4,
+                    idle: Duration::from_secs(60),
+                },
+            )
+            .await?;
+        M::up(&db, None)
+            .await
+            .with_context(|| format!("migrating {name}"))?;
         Ok(db)
     }
 
     async fn admin(&self) -> anyhow::Result<&DatabaseConnection> {
         self.admin
             .get_or_try_init(|| async {
-                self.connect("postgres", PoolOptions { max_connections: 2, idle: Duration::from_secs(30) })
-                    .await
+                self.connect(
+                    "postgres",
+                    PoolOptions {
+                        max_connections: 2,
+                        idle: Duration::from_secs(30),
+                    },
+                )
+                .await
             })
             .await
     }
@@ -199,7 +239,9 @@ impl DatabaseHost {
 fn check_identifier(name: &str) -> anyhow::Result<()> {
     let plain = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !plain {
         bail!("not a plain database name: {name:?}");
     }
@@ -211,9 +253,10 @@ fn check_identifier(name: &str) -> anyhow::Result<()> {
 fn is_duplicate_database(error: &DbErr) -> bool {
     let code = match error {
         DbErr::Exec(sea_orm::RuntimeErr::SqlxError(inner))
-        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(inner)) => {
-            inner.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
-        }
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(inner)) => inner
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned()),
         _ => None,
     };
     matches!(code.as_deref(), Some("42P04") | Some("23505"))
@@ -225,15 +268,26 @@ mod tests {
 
     #[test]
     fn postgres_hosts_drop_any_database_path() {
-        let host = DatabaseHost::parse("postgres://postgres@127.0.0.1:5432/ignored?sslmode=disable").unwrap();
-        assert_eq!(host.database_url("fact_x"), "postgres://postgres@127.0.0.1:5432/fact_x?sslmode=disable");
-        assert_eq!(host.url(), "postgres://postgres@127.0.0.1:5432?sslmode=disable");
+        let host =
+            DatabaseHost::parse("postgres://postgres@127.0.0.1:5432/ignored?sslmode=disable")
+                .unwrap();
+        assert_eq!(
+            host.database_url("fact_x"),
+            "postgres://postgres@127.0.0.1:5432/fact_x?sslmode=disable"
+        );
+        assert_eq!(
+            host.url(),
+            "postgres://postgres@127.0.0.1:5432?sslmode=disable"
+        );
     }
 
     #[test]
     fn sqlite_hosts_keep_one_file_per_database() {
         let host = DatabaseHost::parse("sqlite://./data").unwrap();
-        assert_eq!(host.database_url("fact_x"), "sqlite://./data/fact_x.db?mode=rwc");
+        assert_eq!(
+            host.database_url("fact_x"),
+            "sqlite://./data/fact_x.db?mode=rwc"
+        );
     }
 
     #[test]

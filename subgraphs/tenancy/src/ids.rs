@@ -76,7 +76,10 @@ mod tests {
         let name = tenant.database_name("fact");
         assert_eq!(name, "fact_0b6f7e1a_1c2d_4e5f_8a9b_0c1d2e3f4a5b");
         assert!(name.len() <= 63);
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        );
     }
 
     #[test]

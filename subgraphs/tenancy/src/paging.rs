@@ -31,9 +31,15 @@ impl PageRequest {
         let size = match first {
             None => DEFAULT_PAGE,
             Some(n) if n >= 1 && n as u64 <= MAX_PAGE => n as u64,
-            Some(n) => return Err(Error::BadUserInput(format!("first must be between 1 and {MAX_PAGE}, got {n}"))),
+            Some(n) => {
+                return Err(Error::BadUserInput(format!(
+                    "first must be between 1 and {MAX_PAGE}, got {n}"
+                )));
+            }
         };
-        let after = after.map(|cursor| parse_uuid(cursor, "cursor")).transpose()?;
+        let after = after
+            .map(|cursor| parse_uuid(cursor, "cursor"))
+            .transpose()?;
         Ok(Self { after, size })
     }
 
@@ -43,11 +49,18 @@ impl PageRequest {
     }
 
     /// Builds the connection from up to `fetch_limit()` rows.
-    pub fn connection<T: OutputType>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> Uuid) -> Connection<String, T> {
+    pub fn connection<T: OutputType>(
+        &self,
+        mut rows: Vec<T>,
+        id: impl Fn(&T) -> Uuid,
+    ) -> Connection<String, T> {
         let has_next = rows.len() as u64 > self.size;
         rows.truncate(self.size as usize);
         let mut connection = Connection::new(self.after.is_some(), has_next);
-        connection.edges.extend(rows.into_iter().map(|row| Edge::new(id(&row).to_string(), row)));
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|row| Edge::new(id(&row).to_string(), row)),
+        );
         connection
     }
 }
@@ -58,10 +71,19 @@ mod tests {
 
     #[test]
     fn page_sizes_outside_the_bounds_are_bad_input() {
-        assert_eq!(PageRequest::new(Some(0), None).unwrap_err().code(), "BAD_USER_INPUT");
-        assert_eq!(PageRequest::new(Some(101), None).unwrap_err().code(), "BAD_USER_INPUT");
+        assert_eq!(
+            PageRequest::new(Some(0), None).unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(
+            PageRequest::new(Some(101), None).unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
         assert_eq!(PageRequest::new(None, None).unwrap().size, DEFAULT_PAGE);
-        assert_eq!(PageRequest::new(None, Some("nope")).unwrap_err().code(), "BAD_USER_INPUT");
+        assert_eq!(
+            PageRequest::new(None, Some("nope")).unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
     }
 
     #[test]

@@ -54,12 +54,22 @@ impl<M: MigratorTrait> Provisioner<M> {
         bus: Arc<dyn EventBus>,
         status_topic: &str,
     ) -> Self {
-        Self { service, registry, default_host, bus, status_topic: status_topic.to_owned(), migrator: PhantomData }
+        Self {
+            service,
+            registry,
+            default_host,
+            bus,
+            status_topic: status_topic.to_owned(),
+            migrator: PhantomData,
+        }
     }
 
     /// The schema version a ready database has: the last migration's name.
     pub fn schema_version() -> String {
-        M::migrations().last().map(|m| m.name().to_owned()).unwrap_or_default()
+        M::migrations()
+            .last()
+            .map(|m| m.name().to_owned())
+            .unwrap_or_default()
     }
 
     /// Provisions the tenant's database (every step idempotent) and reports
@@ -67,9 +77,16 @@ impl<M: MigratorTrait> Provisioner<M> {
     #[tracing::instrument(name = "provision", skip(self), fields(service = self.service.as_str(), tenant_id = %tenant))]
     pub async fn provision(&self, tenant: TenantId) -> anyhow::Result<DatabaseStatus> {
         let app = self.service.as_str();
-        let lock = self.registry.lock(app, tenant).await.context("taking the provisioning lock")?;
+        let lock = self
+            .registry
+            .lock(app, tenant)
+            .await
+            .context("taking the provisioning lock")?;
         let database = tenant.database_name(app);
-        let entry = self.registry.claim(tenant, &self.default_host.url(), &database).await?;
+        let entry = self
+            .registry
+            .claim(tenant, &self.default_host.url(), &database)
+            .await?;
 
         let status = match entry.status {
             // A repeat: report again, in case the first report was lost.
@@ -78,7 +95,8 @@ impl<M: MigratorTrait> Provisioner<M> {
                 if entry.status == DatabaseStatus::Failed {
                     self.registry.mark_provisioning(tenant).await?;
                 }
-                self.create_and_migrate(tenant, &entry.host, &entry.database_name).await?
+                self.create_and_migrate(tenant, &entry.host, &entry.database_name)
+                    .await?
             }
         };
         lock.release().await?;
@@ -89,7 +107,12 @@ impl<M: MigratorTrait> Provisioner<M> {
     }
 
     /// Steps 3–5 with retries; records the outcome in the registry.
-    async fn create_and_migrate(&self, tenant: TenantId, host: &str, database: &str) -> anyhow::Result<DatabaseStatus> {
+    async fn create_and_migrate(
+        &self,
+        tenant: TenantId,
+        host: &str,
+        database: &str,
+    ) -> anyhow::Result<DatabaseStatus> {
         let host = if host == self.default_host.url() {
             self.default_host.clone()
         } else {
@@ -100,7 +123,9 @@ impl<M: MigratorTrait> Provisioner<M> {
         for attempt in 1..=ATTEMPTS {
             match Self::create_and_migrate_once(&host, database).await {
                 Ok(()) => {
-                    self.registry.mark_ready(tenant, &Self::schema_version()).await?;
+                    self.registry
+                        .mark_ready(tenant, &Self::schema_version())
+                        .await?;
                     tracing::info!(target: "tenancy::provisioner", database, "tenant database ready");
                     return Ok(DatabaseStatus::Ready);
                 }
@@ -114,20 +139,37 @@ impl<M: MigratorTrait> Provisioner<M> {
 
         let error = last_error.map(|e| format!("{e:#}")).unwrap_or_default();
         tracing::error!(target: "tenancy::provisioner", database, error, "provisioning failed");
-        self.registry.mark_failed(tenant, "the tenant database could not be created").await?;
+        self.registry
+            .mark_failed(tenant, "the tenant database could not be created")
+            .await?;
         Ok(DatabaseStatus::Failed)
     }
 
     async fn create_and_migrate_once(host: &DatabaseHost, database: &str) -> anyhow::Result<()> {
         let created = host.ensure_database(database).await?;
         tracing::debug!(target: "tenancy::provisioner", database, created, "database present");
-        let db = host.connect(database, PoolOptions { max_connections: 1, idle: Duration::from_secs(5) }).await?;
-        let migrated = M::up(&db, None).await.with_context(|| format!("migrating {database}"));
+        let db = host
+            .connect(
+                database,
+                PoolOptions {
+                    max_connections: 1,
+                    idle: Duration::from_secs(5),
+                },
+            )
+            .await?;
+        let migrated = M::up(&db, None)
+            .await
+            .with_context(|| format!("migrating {database}"));
         db.close().await.ok();
         migrated
     }
 
-    async fn report(&self, tenant: TenantId, status: DatabaseStatus, error: Option<String>) -> anyhow::Result<()> {
+    async fn report(
+        &self,
+        tenant: TenantId,
+        status: DatabaseStatus,
+        error: Option<String>,
+    ) -> anyhow::Result<()> {
         let event = ProvisioningEvent {
             event_id: Uuid::now_v7(),
             version: 1,
@@ -138,7 +180,9 @@ impl<M: MigratorTrait> Provisioner<M> {
             occurred_at: Utc::now(),
         };
         let payload = serde_json::to_vec(&event)?;
-        self.bus.publish(&self.status_topic, &tenant.to_string(), &payload).await
+        self.bus
+            .publish(&self.status_topic, &tenant.to_string(), &payload)
+            .await
     }
 }
 

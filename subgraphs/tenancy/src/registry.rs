@@ -115,13 +115,20 @@ impl TenantRegistry {
 
     /// The tenant's entry, if it signed up for this app.
     pub async fn find(&self, tenant: TenantId) -> Result<Option<TenantDatabase>, DbErr> {
-        let row = tenant_database::Entity::find_by_id(tenant.as_uuid()).one(&self.db).await?;
+        let row = tenant_database::Entity::find_by_id(tenant.as_uuid())
+            .one(&self.db)
+            .await?;
         Ok(row.map(Into::into))
     }
 
     /// Registers the tenant's database as provisioning unless an entry
     /// exists, and returns the entry as it now stands. Safe to repeat.
-    pub async fn claim(&self, tenant: TenantId, host: &str, database: &str) -> Result<TenantDatabase, DbErr> {
+    pub async fn claim(
+        &self,
+        tenant: TenantId,
+        host: &str,
+        database: &str,
+    ) -> Result<TenantDatabase, DbErr> {
         let now = Utc::now();
         let entry = tenant_database::ActiveModel {
             tenant_id: Set(tenant.as_uuid()),
@@ -134,7 +141,11 @@ impl TenantRegistry {
             updated_at: Set(now),
         };
         tenant_database::Entity::insert(entry)
-            .on_conflict(OnConflict::column(tenant_database::Column::TenantId).do_nothing().to_owned())
+            .on_conflict(
+                OnConflict::column(tenant_database::Column::TenantId)
+                    .do_nothing()
+                    .to_owned(),
+            )
             .exec_without_returning(&self.db)
             .await?;
         self.find(tenant)
@@ -144,17 +155,25 @@ impl TenantRegistry {
 
     /// Marks the tenant's database ready at `schema_version`.
     pub async fn mark_ready(&self, tenant: TenantId, schema_version: &str) -> Result<(), DbErr> {
-        self.set_status(tenant, DatabaseStatus::Ready, Some(schema_version.to_owned()), None).await
+        self.set_status(
+            tenant,
+            DatabaseStatus::Ready,
+            Some(schema_version.to_owned()),
+            None,
+        )
+        .await
     }
 
     /// Marks the tenant's database failed, keeping the error.
     pub async fn mark_failed(&self, tenant: TenantId, error: &str) -> Result<(), DbErr> {
-        self.set_status(tenant, DatabaseStatus::Failed, None, Some(error.to_owned())).await
+        self.set_status(tenant, DatabaseStatus::Failed, None, Some(error.to_owned()))
+            .await
     }
 
     /// Marks the tenant's database as provisioning again (a retry).
     pub async fn mark_provisioning(&self, tenant: TenantId) -> Result<(), DbErr> {
-        self.set_status(tenant, DatabaseStatus::Provisioning, None, None).await
+        self.set_status(tenant, DatabaseStatus::Provisioning, None, None)
+            .await
     }
 
     async fn set_status(
@@ -165,7 +184,10 @@ impl TenantRegistry {
         error: Option<String>,
     ) -> Result<(), DbErr> {
         let mut update = tenant_database::Entity::update_many()
-            .col_expr(tenant_database::Column::Status, Expr::value(status.as_str()))
+            .col_expr(
+                tenant_database::Column::Status,
+                Expr::value(status.as_str()),
+            )
             .col_expr(tenant_database::Column::Error, Expr::value(error))
             .col_expr(tenant_database::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(tenant_database::Column::TenantId.eq(tenant.as_uuid()));

@@ -60,7 +60,10 @@ impl ConnectionSelector {
             .max_capacity(limits.max_pools)
             .time_to_idle(limits.idle)
             .build();
-        let pool_options = PoolOptions { max_connections: limits.connections_per_pool, idle: limits.idle };
+        let pool_options = PoolOptions {
+            max_connections: limits.connections_per_pool,
+            idle: limits.idle,
+        };
         let inner = SelectorInner {
             app: app.to_owned(),
             registry,
@@ -68,7 +71,9 @@ impl ConnectionSelector {
             pools,
             pool_options,
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// A ready connection to the tenant's database. `ServiceNotEnabled` when
@@ -91,7 +96,9 @@ impl ConnectionSelector {
         let options = inner.pool_options;
         let db = inner
             .pools
-            .try_get_with(tenant, async move { host.connect(&entry.database_name, options).await })
+            .try_get_with(tenant, async move {
+                host.connect(&entry.database_name, options).await
+            })
             .await
             .map_err(|error| Error::Internal(anyhow::anyhow!("{error:#}")))?;
         Ok(TenantConnection { tenant, db })

@@ -61,13 +61,23 @@ impl TenantConfig {
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from(data_dir).join("signing_key.pem"));
         let signup_token_days = match std::env::var("SIGNUP_TOKEN_DAYS") {
-            Ok(days) => days.trim().parse().context("SIGNUP_TOKEN_DAYS is not a number")?,
+            Ok(days) => days
+                .trim()
+                .parse()
+                .context("SIGNUP_TOKEN_DAYS is not a number")?,
             Err(_) => 30,
         };
         if !(1..=schema::MAX_TOKEN_DAYS).contains(&signup_token_days) {
-            anyhow::bail!("SIGNUP_TOKEN_DAYS must be between 1 and {}", schema::MAX_TOKEN_DAYS);
+            anyhow::bail!(
+                "SIGNUP_TOKEN_DAYS must be between 1 and {}",
+                schema::MAX_TOKEN_DAYS
+            );
         }
-        Ok(Self { tenancy, signing_key_file, signup_token_days })
+        Ok(Self {
+            tenancy,
+            signing_key_file,
+            signup_token_days,
+        })
     }
 }
 
@@ -120,9 +130,17 @@ pub async fn start(
     let internal = Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/internal/tokens/{jti}", get(token_status))
-        .with_state(InternalState { db: db.clone(), signer, hop: hop.clone() });
+        .with_state(InternalState {
+            db: db.clone(),
+            signer,
+            hop: hop.clone(),
+        });
     let router = tenancy::graphql::subgraph_router(schema::build(state), hop).merge(internal);
-    Ok(TenantService { router, db, tasks: vec![relay, status] })
+    Ok(TenantService {
+        router,
+        db,
+        tasks: vec![relay, status],
+    })
 }
 
 /// Serves the tenant subgraph on `listener` until `shutdown`.
@@ -134,7 +152,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let service = start(config, bus, shutdown.clone()).await?;
     tracing::info!(target: "tenant", addr = %listener.local_addr()?, "tenant subgraph listening");
-    axum::serve(listener, service.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    axum::serve(listener, service.router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
     for task in service.tasks {
         task.await.ok();
     }
@@ -155,7 +175,11 @@ async fn jwks(State(state): State<InternalState>) -> Response {
 
 /// Whether a token may still be used (for the gateway; hop-checked):
 /// `{"active": bool}`. Unknown, revoked and expired tokens are inactive.
-async fn token_status(State(state): State<InternalState>, headers: HeaderMap, Path(jti): Path<String>) -> Response {
+async fn token_status(
+    State(state): State<InternalState>,
+    headers: HeaderMap,
+    Path(jti): Path<String>,
+) -> Response {
     if let Err(error) = state.hop.verify(&headers) {
         let body = json!({"error": {"code": error.code(), "message": error.client_message()}});
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
@@ -163,8 +187,13 @@ async fn token_status(State(state): State<InternalState>, headers: HeaderMap, Pa
     let Ok(jti) = uuid::Uuid::parse_str(&jti) else {
         return Json(json!({"active": false})).into_response();
     };
-    match store::api_token::Entity::find_by_id(jti).one(&state.db).await {
-        Ok(row) => Json(json!({"active": row.is_some_and(|t| t.is_active(Utc::now()))})).into_response(),
+    match store::api_token::Entity::find_by_id(jti)
+        .one(&state.db)
+        .await
+    {
+        Ok(row) => {
+            Json(json!({"active": row.is_some_and(|t| t.is_active(Utc::now()))})).into_response()
+        }
         Err(error) => {
             tracing::error!(target: "tenant::tokens", %error, "token lookup failed");
             let body = json!({"error": {"code": "INTERNAL", "message": "internal error"}});

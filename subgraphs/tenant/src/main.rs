@@ -11,8 +11,11 @@ async fn main() -> anyhow::Result<()> {
     tenancy::telemetry::init();
     let config = TenantConfig::from_env()?;
     let bus = Arc::new(KafkaBus::new(config.tenancy.require_kafka()?)?);
-    let addr = std::env::var("TENANT_ADDR").unwrap_or_else(|_| tenant_subgraph::DEFAULT_ADDR.to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("TENANT_ADDR {addr}"))?;
+    let addr =
+        std::env::var("TENANT_ADDR").unwrap_or_else(|_| tenant_subgraph::DEFAULT_ADDR.to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("TENANT_ADDR {addr}"))?;
     let shutdown = tenancy::shutdown::on_signal();
     tenant_subgraph::run(&config, bus, listener, shutdown).await
 }

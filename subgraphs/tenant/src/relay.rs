@@ -72,7 +72,9 @@ pub async fn relay_once(db: &DatabaseConnection, bus: &dyn EventBus) -> anyhow::
         }
 
         for row in rows {
-            let outcome = bus.publish(&row.topic, &row.message_key, row.payload.as_bytes()).await;
+            let outcome = bus
+                .publish(&row.topic, &row.message_key, row.payload.as_bytes())
+                .await;
             let attempts = row.attempts + 1;
             let mut update: outbox::ActiveModel = row.into();
             update.attempts = Set(attempts);
@@ -97,5 +99,8 @@ pub async fn relay_once(db: &DatabaseConnection, bus: &dyn EventBus) -> anyhow::
 
 /// How many events are waiting to be published.
 pub async fn backlog(db: &DatabaseConnection) -> Result<u64, DbErr> {
-    outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null()).count(db).await
+    outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .count(db)
+        .await
 }

@@ -42,7 +42,10 @@ pub struct TenantState {
 
 /// Builds the schema with federation enabled.
 pub fn build(state: TenantState) -> TenantSchema {
-    Schema::build(Query, Mutation, EmptySubscription).enable_federation().data(state).finish()
+    Schema::build(Query, Mutation, EmptySubscription)
+        .enable_federation()
+        .data(state)
+        .finish()
 }
 
 /// A tenant: the federated entity other subgraphs extend.
@@ -59,7 +62,11 @@ pub struct Tenant {
 
 impl From<tenant::Model> for Tenant {
     fn from(row: tenant::Model) -> Self {
-        Self { id: ID(row.id.to_string()), name: row.name, created_at: row.created_at }
+        Self {
+            id: ID(row.id.to_string()),
+            name: row.name,
+            created_at: row.created_at,
+        }
     }
 }
 
@@ -111,7 +118,13 @@ impl Tenant {
             .all(&state.db)
             .await
             .map_err(Error::from)?;
-        Ok(rows.into_iter().map(|row| TenantService { name: row.service, status: row.status }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| TenantService {
+                name: row.service,
+                status: row.status,
+            })
+            .collect())
     }
 
     /// The tenant's API tokens, newest first (never the tokens themselves).
@@ -193,7 +206,11 @@ pub struct Mutation;
 impl Mutation {
     /// Creates a tenant; its databases are provisioned in the background
     /// (watch `me { services { status } }`).
-    async fn signup(&self, ctx: &Context<'_>, input: SignupInput) -> async_graphql::Result<SignupPayload> {
+    async fn signup(
+        &self,
+        ctx: &Context<'_>,
+        input: SignupInput,
+    ) -> async_graphql::Result<SignupPayload> {
         let state = ctx.data_unchecked::<TenantState>();
         let name = validate_name(&input.name, "name")?;
         let services = validate_services(&input.services)?;
@@ -202,16 +219,26 @@ impl Mutation {
     }
 
     /// Mints another token for the caller's tenant.
-    async fn create_api_token(&self, ctx: &Context<'_>, input: CreateApiTokenInput) -> async_graphql::Result<CreatedApiToken> {
+    async fn create_api_token(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiTokenInput,
+    ) -> async_graphql::Result<CreatedApiToken> {
         let state = ctx.data_unchecked::<TenantState>();
         let tenant = tenant_of(ctx)?;
         let name = validate_name(&input.name, "name")?;
         let days = i64::from(input.expires_in_days.unwrap_or(30));
         if !(1..=MAX_TOKEN_DAYS).contains(&days) {
-            return Err(Error::BadUserInput(format!("expiresInDays must be between 1 and {MAX_TOKEN_DAYS}")).into());
+            return Err(Error::BadUserInput(format!(
+                "expiresInDays must be between 1 and {MAX_TOKEN_DAYS}"
+            ))
+            .into());
         }
         let (row, token) = mint_token(state, &state.db, tenant, &name, days).await?;
-        Ok(CreatedApiToken { api_token: row.into(), token })
+        Ok(CreatedApiToken {
+            api_token: row.into(),
+            token,
+        })
     }
 
     /// Revokes one of the caller's tokens; it is refused from then on.
@@ -238,8 +265,12 @@ impl Mutation {
 
 async fn find_tenant(ctx: &Context<'_>, tenant: TenantId) -> Result<Tenant> {
     let state = ctx.data_unchecked::<TenantState>();
-    let row = tenant::Entity::find_by_id(tenant.as_uuid()).one(&state.db).await?;
-    Ok(row.ok_or_else(|| Error::NotFound("no such tenant".into()))?.into())
+    let row = tenant::Entity::find_by_id(tenant.as_uuid())
+        .one(&state.db)
+        .await?;
+    Ok(row
+        .ok_or_else(|| Error::NotFound("no such tenant".into()))?
+        .into())
 }
 
 /// Trims a name and checks its length and characters.
@@ -249,10 +280,14 @@ pub fn validate_name(name: &str, field: &str) -> Result<String> {
         return Err(Error::BadUserInput(format!("{field} must not be empty")));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(Error::BadUserInput(format!("{field} must be at most {MAX_NAME_CHARS} characters")));
+        return Err(Error::BadUserInput(format!(
+            "{field} must be at most {MAX_NAME_CHARS} characters"
+        )));
     }
     if name.chars().any(char::is_control) {
-        return Err(Error::BadUserInput(format!("{field} must not contain control characters")));
+        return Err(Error::BadUserInput(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(name.to_owned())
 }
@@ -263,7 +298,10 @@ pub fn validate_services(names: &[String]) -> Result<Vec<ServiceName>> {
     for name in names {
         let service = ServiceName::parse(name)?;
         if services.contains(&service) {
-            return Err(Error::BadUserInput(format!("service {} is listed twice", service.as_str())));
+            return Err(Error::BadUserInput(format!(
+                "service {} is listed twice",
+                service.as_str()
+            )));
         }
         services.push(service);
     }
@@ -272,14 +310,22 @@ pub fn validate_services(names: &[String]) -> Result<Vec<ServiceName>> {
 
 /// Writes the tenant, its services, its first token and the signup event in
 /// one transaction, then wakes the relay. Returns the tenant and its token.
-pub async fn signup(state: &TenantState, name: &str, services: &[ServiceName]) -> Result<(Tenant, String)> {
+pub async fn signup(
+    state: &TenantState,
+    name: &str,
+    services: &[ServiceName],
+) -> Result<(Tenant, String)> {
     let tenant_id = TenantId::new();
     let now = Utc::now();
     let transaction = state.db.begin().await?;
 
-    let row = tenant::ActiveModel { id: Set(tenant_id.as_uuid()), name: Set(name.to_owned()), created_at: Set(now) }
-        .insert(&transaction)
-        .await?;
+    let row = tenant::ActiveModel {
+        id: Set(tenant_id.as_uuid()),
+        name: Set(name.to_owned()),
+        created_at: Set(now),
+    }
+    .insert(&transaction)
+    .await?;
     for service in services {
         tenant_service::ActiveModel {
             tenant_id: Set(tenant_id.as_uuid()),
@@ -291,7 +337,14 @@ pub async fn signup(state: &TenantState, name: &str, services: &[ServiceName]) -
         .insert(&transaction)
         .await?;
     }
-    let (_, token) = mint_token(state, &transaction, tenant_id, "default", state.signup_token_days).await?;
+    let (_, token) = mint_token(
+        state,
+        &transaction,
+        tenant_id,
+        "default",
+        state.signup_token_days,
+    )
+    .await?;
 
     let event = SignupEvent {
         event_id: Uuid::now_v7(),
@@ -360,8 +413,19 @@ mod tests {
     #[test]
     fn unknown_and_repeated_services_are_refused() {
         let names = |list: &[&str]| list.iter().map(|s| String::from(*s)).collect::<Vec<_>>();
-        assert_eq!(validate_services(&names(&["fact-app", "todo"])).unwrap(), [ServiceName::Fact, ServiceName::Todo]);
-        assert_eq!(validate_services(&names(&["fact", "fact-app"])).unwrap_err().code(), "BAD_USER_INPUT");
-        assert_eq!(validate_services(&names(&["billing"])).unwrap_err().code(), "BAD_USER_INPUT");
+        assert_eq!(
+            validate_services(&names(&["fact-app", "todo"])).unwrap(),
+            [ServiceName::Fact, ServiceName::Todo]
+        );
+        assert_eq!(
+            validate_services(&names(&["fact", "fact-app"]))
+                .unwrap_err()
+                .code(),
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(
+            validate_services(&names(&["billing"])).unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
     }
 }

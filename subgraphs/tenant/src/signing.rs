@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters,
-    OctetKeyPairType, PublicKeyUse,
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
+    OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
@@ -53,13 +53,22 @@ impl TokenSigner {
     /// does not exist.
     pub fn load_or_generate(path: &Path) -> anyhow::Result<Self> {
         let key = if path.exists() {
-            let pem = std::fs::read_to_string(path).with_context(|| format!("reading SIGNING_KEY_FILE {}", path.display()))?;
-            SigningKey::from_pkcs8_pem(&pem).with_context(|| format!("SIGNING_KEY_FILE {} is not an Ed25519 PKCS#8 key", path.display()))?
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading SIGNING_KEY_FILE {}", path.display()))?;
+            SigningKey::from_pkcs8_pem(&pem).with_context(|| {
+                format!(
+                    "SIGNING_KEY_FILE {} is not an Ed25519 PKCS#8 key",
+                    path.display()
+                )
+            })?
         } else {
             let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            let pem = key.to_pkcs8_pem(LineEnding::LF).context("encoding the new signing key")?;
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .context("encoding the new signing key")?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
             write_private(path, pem.as_bytes())?;
             tracing::info!(target: "tenant::signing", path = %path.display(), "generated a new token signing key");
@@ -73,11 +82,21 @@ impl TokenSigner {
         let der = key.to_pkcs8_der().context("encoding the signing key")?;
         let public = key.verifying_key().to_bytes();
         let kid = URL_SAFE_NO_PAD.encode(&public[..12]);
-        Ok(Self { encoding: EncodingKey::from_ed_der(der.as_bytes()), public, kid })
+        Ok(Self {
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            public,
+            kid,
+        })
     }
 
     /// Signs a token for `tenant` with id `jti`, valid until `expires_at`.
-    pub fn sign(&self, tenant: TenantId, jti: Uuid, issued_at: DateTime<Utc>, expires_at: DateTime<Utc>) -> anyhow::Result<String> {
+    pub fn sign(
+        &self,
+        tenant: TenantId,
+        jti: Uuid,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> anyhow::Result<String> {
         if expires_at <= issued_at {
             bail!("a token must expire after it is issued");
         }
@@ -120,8 +139,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("creating SIGNING_KEY_FILE {}", path.display()))?;
-    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating SIGNING_KEY_FILE {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -133,7 +155,14 @@ mod tests {
     fn tokens_verify_with_the_published_jwks_only() {
         let signer = TokenSigner::from_key(&SigningKey::generate(&mut rand::rngs::OsRng)).unwrap();
         let now = Utc::now();
-        let token = signer.sign(TenantId::new(), Uuid::new_v4(), now, now + chrono::Duration::hours(1)).unwrap();
+        let token = signer
+            .sign(
+                TenantId::new(),
+                Uuid::new_v4(),
+                now,
+                now + chrono::Duration::hours(1),
+            )
+            .unwrap();
 
         let jwk = signer.jwks().keys.remove(0);
         let key = DecodingKey::from_jwk(&jwk).unwrap();

@@ -2,9 +2,9 @@
 //! `tenant.provisioning`.
 
 use async_trait::async_trait;
+use sea_orm::DatabaseConnection;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::DatabaseConnection;
 use tenancy::bus::Delivery;
 use tenancy::consumer::MessageHandler;
 use tenancy::events::ProvisioningEvent;
@@ -31,8 +31,14 @@ impl StatusUpdater {
         };
         let result = tenant_service::Entity::update_many()
             .col_expr(tenant_service::Column::Status, Expr::value(status))
-            .col_expr(tenant_service::Column::Error, Expr::value(event.error.clone()))
-            .col_expr(tenant_service::Column::UpdatedAt, Expr::value(event.occurred_at))
+            .col_expr(
+                tenant_service::Column::Error,
+                Expr::value(event.error.clone()),
+            )
+            .col_expr(
+                tenant_service::Column::UpdatedAt,
+                Expr::value(event.occurred_at),
+            )
             .filter(tenant_service::Column::TenantId.eq(event.tenant_id.as_uuid()))
             .filter(tenant_service::Column::Service.eq(event.service.as_str()))
             .filter(tenant_service::Column::UpdatedAt.lte(event.occurred_at))
