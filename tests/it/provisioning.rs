@@ -274,3 +274,58 @@ async fn fact_pools_stay_bounded_as_tenants_grow() {
     assert!(stack.fact.selector.open_pools().await <= limit);
     stack.cleanup().await;
 }
+
+#[tokio::test]
+async fn unreadable_and_unknown_version_signups_are_skipped_without_provisioning() {
+    let stack = Stack::start().await;
+    let tenant = TenantId::new();
+    let mut future = signup_event(tenant, &["fact"]);
+    future.version = 2;
+    for payload in [
+        b"{not json".to_vec(),
+        serde_json::to_vec(&future).unwrap(),
+        br#"{"version": 1}"#.to_vec(),
+    ] {
+        let delivery = Delivery {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            key: None,
+            payload,
+        };
+        stack
+            .fact
+            .provisioner
+            .handle(&delivery)
+            .await
+            .expect("skipped, so the offset can move on");
+    }
+    assert!(stack.fact.registry.find(tenant).await.unwrap().is_none());
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_older_provisioning_report_never_overwrites_a_newer_one() {
+    let stack = Stack::start().await;
+    let (tenant, _) = stack.signup("Reports", &["org"]).await;
+    let updater = tenant_subgraph::status::StatusUpdater::new(stack.meta.clone());
+    let report = |status: &str, seconds_ago: i64| tenancy::events::ProvisioningEvent {
+        event_id: uuid::Uuid::now_v7(),
+        version: 1,
+        tenant_id: tenant,
+        service: tenancy::events::ServiceName::Org,
+        status: status.into(),
+        error: None,
+        occurred_at: Utc::now() - chrono::Duration::seconds(seconds_ago),
+    };
+    // Signed up just now: a report from before the signup is stale.
+    assert_eq!(updater.apply(&report("failed", 60)).await.unwrap(), 0);
+    assert_eq!(updater.apply(&report("ready", 0)).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(updater.apply(&report("failed", 1)).await.unwrap(), 0);
+    assert_eq!(
+        stack.statuses(tenant).await,
+        json!([{"name": "org", "status": "ready"}])
+    );
+    stack.cleanup().await;
+}

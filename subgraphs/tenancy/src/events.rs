@@ -7,6 +7,10 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::ids::TenantId;
 
+/// The payload version this code writes and reads. A consumer skips events
+/// of another version (a breaking change bumps it; additions do not).
+pub const EVENT_VERSION: u32 = 1;
+
 /// The apps a tenant can sign up for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::bus::{Delivery, EventBus};
 use crate::consumer::MessageHandler;
-use crate::events::{ProvisioningEvent, ServiceName, SignupEvent};
+use crate::events::{EVENT_VERSION, ProvisioningEvent, ServiceName, SignupEvent};
 use crate::host::{DatabaseHost, PoolOptions};
 use crate::ids::TenantId;
 use crate::registry::{DatabaseStatus, TenantRegistry};
@@ -172,7 +172,7 @@ impl<M: MigratorTrait> Provisioner<M> {
     ) -> anyhow::Result<()> {
         let event = ProvisioningEvent {
             event_id: Uuid::now_v7(),
-            version: 1,
+            version: EVENT_VERSION,
             tenant_id: tenant,
             service: self.service,
             status: status.as_str().to_owned(),
@@ -198,6 +198,10 @@ impl<M: MigratorTrait + 'static> MessageHandler for Provisioner<M> {
                 return Ok(());
             }
         };
+        if event.version != EVENT_VERSION {
+            tracing::warn!(target: "tenancy::provisioner", version = event.version, offset = delivery.offset, "signup event of an unknown version skipped");
+            return Ok(());
+        }
         if !event.includes(self.service) {
             return Ok(());
         }

@@ -9,7 +9,7 @@ use async_graphql::{
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, QueryOrder, TransactionTrait};
-use tenancy::events::{ServiceName, SignupEvent};
+use tenancy::events::{EVENT_VERSION, ServiceName, SignupEvent};
 use tenancy::hop::tenant_of;
 use tenancy::ids::parse_uuid;
 use tenancy::{Error, Result, TenantId};
@@ -348,7 +348,7 @@ pub async fn signup(
 
     let event = SignupEvent {
         event_id: Uuid::now_v7(),
-        version: 1,
+        version: EVENT_VERSION,
         tenant_id,
         name: name.to_owned(),
         services: services.iter().map(|s| s.as_str().to_owned()).collect(),

@@ -7,7 +7,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use tenancy::bus::Delivery;
 use tenancy::consumer::MessageHandler;
-use tenancy::events::ProvisioningEvent;
+use tenancy::events::{EVENT_VERSION, ProvisioningEvent};
 
 use crate::store::tenant_service;
 
@@ -25,6 +25,10 @@ impl StatusUpdater {
     /// Records the report unless a newer one is already recorded, so reports
     /// arriving out of order cannot move a status backwards.
     pub async fn apply(&self, event: &ProvisioningEvent) -> Result<u64, DbErr> {
+        if event.version != EVENT_VERSION {
+            tracing::warn!(target: "tenant::status", version = event.version, "provisioning report of an unknown version skipped");
+            return Ok(0);
+        }
         let status = match event.status.as_str() {
             "ready" | "failed" | "provisioning" => event.status.clone(),
             _ => return Ok(0),
