@@ -7,6 +7,7 @@
 //!   `tenant_services`, `api_tokens`, `outbox`).
 //! - [`RegistryMigrator`]: an app's TenantDB registry (`tenant_databases`), one
 //!   per app, in that app's control database.
+//! - [`BusMigrator`]: the embedded event log (in-process bus, embedded mode).
 //! - [`FactMigrator`]: the schema of one tenant's `fact_<tenant>` database.
 //!
 //! Migrations use only the portable schema builder, so the same files run on
@@ -14,10 +15,12 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod bus;
 mod fact;
 mod meta;
 mod registry;
 
+pub use bus::BusMigrator;
 pub use fact::FactMigrator;
 pub use meta::MetaMigrator;
 pub use registry::RegistryMigrator;

@@ -3,6 +3,7 @@
 
 mod broker_outage;
 mod facts;
+mod launcher;
 mod provisioning;
 mod stack;
 mod tokens;

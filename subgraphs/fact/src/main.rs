@@ -1,16 +1,13 @@
 //! Runs the fact subgraph alone (one process per service).
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use tenancy::bus::KafkaBus;
 use tenancy::config::TenancyConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tenancy::telemetry::init();
     let config = TenancyConfig::from_env()?;
-    let bus = Arc::new(KafkaBus::new(config.require_kafka()?)?);
+    let bus = tenancy::bus::open_bus(&config).await?;
     let addr =
         std::env::var("FACT_ADDR").unwrap_or_else(|_| fact_subgraph::DEFAULT_ADDR.to_owned());
     let listener = tokio::net::TcpListener::bind(&addr)

@@ -45,7 +45,7 @@ pub async fn start_app<M: MigratorTrait + 'static>(
         .await
         .with_context(|| format!("opening the {app} registry (DATABASE_URL)"))?;
     let registry = TenantRegistry::new(registry_db);
-    let selector = ConnectionSelector::new(app, registry.clone(), &config.pools);
+    let selector = ConnectionSelector::new(app, registry.clone(), host.clone(), &config.pools);
 
     bus.ensure_topics(&[&config.signups_topic, &config.provisioning_topic])
         .await

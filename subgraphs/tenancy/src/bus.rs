@@ -57,6 +57,26 @@ pub trait Subscription: Send {
     async fn commit(&mut self, delivery: &Delivery) -> anyhow::Result<()>;
 }
 
+/// Opens the bus the configuration names: Kafka when `KAFKA_BROKERS` is set,
+/// else the in-process bus kept in the `<prefix>events` database on
+/// `DATABASE_URL`'s host (a file under `DATA_DIR` in embedded mode). Create
+/// it once per process: every service of the process shares it.
+pub async fn open_bus(
+    config: &crate::config::TenancyConfig,
+) -> anyhow::Result<std::sync::Arc<dyn EventBus>> {
+    if let Some(brokers) = &config.kafka_brokers {
+        let bus = KafkaBus::new(brokers)?;
+        bus.ensure_topics(&[&config.signups_topic, &config.provisioning_topic])
+            .await?;
+        return Ok(std::sync::Arc::new(bus));
+    }
+    let host = crate::host::DatabaseHost::parse(&config.database_url).context("DATABASE_URL")?;
+    let db = host
+        .open_control_database::<migration::BusMigrator>(&config.control_database("events"))
+        .await?;
+    Ok(std::sync::Arc::new(crate::local_bus::LocalBus::new(db)))
+}
+
 /// Kafka through librdkafka.
 pub struct KafkaBus {
     brokers: String,
@@ -123,15 +143,47 @@ impl EventBus for KafkaBus {
     }
 
     async fn ensure_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
+        // This is the first thing a service asks of the broker at start-up,
+        // so an unreachable broker is reported here, after a few tries,
+        // naming the setting to fix.
+        let mut last_error = None;
+        for attempt in 0..STARTUP_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+            match self.create_topics(topics).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(target: "tenancy::bus", attempt = attempt + 1, error = format!("{error:#}"), "the Kafka brokers did not answer");
+                    last_error = Some(error);
+                }
+            }
+        }
+        let error = last_error.unwrap_or_else(|| anyhow!("no attempt made"));
+        Err(error.context(format!(
+            "cannot reach the Kafka brokers at KAFKA_BROKERS={}",
+            self.brokers
+        )))
+    }
+}
+
+/// How often start-up tries to reach a broker or database before giving up.
+pub const STARTUP_ATTEMPTS: u32 = 4;
+
+impl KafkaBus {
+    async fn create_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
+            .set("socket.timeout.ms", "5000")
             .create()
             .context("creating the Kafka admin client")?;
         let new_topics: Vec<NewTopic> = topics
             .iter()
             .map(|name| NewTopic::new(name, self.partitions, TopicReplication::Fixed(1)))
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(5)));
         let results = admin
             .create_topics(&new_topics, &options)
             .await

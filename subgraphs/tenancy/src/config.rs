@@ -6,20 +6,22 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-/// Default cluster for development: the local PostgreSQL, trust auth.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432";
+/// Where embedded mode keeps its files when `DATA_DIR` is not set.
+pub const DEFAULT_DATA_DIR: &str = "./data";
 
 /// Settings shared by every subgraph and provisioner.
 #[derive(Clone, Debug)]
 pub struct TenancyConfig {
     /// `DATABASE_URL`: the default host new tenant databases are placed on,
-    /// and where the control databases (meta, registries) live.
+    /// and where the control databases (meta, registries) live. Unset, it is
+    /// `sqlite://$DATA_DIR` (embedded mode: one file per database).
     pub database_url: String,
     /// `DATABASE_PREFIX`: prepended to control database names and consumer
     /// groups, so several stacks (or tests) can share one cluster. Empty by
     /// default. Tenant databases are never prefixed: their names are public.
     pub database_prefix: String,
-    /// `KAFKA_BROKERS`: `host:port[,host:port]`.
+    /// `KAFKA_BROKERS`: `host:port[,host:port]`. Unset, events go through the
+    /// in-process bus, kept in the `events` database (see [`crate::local_bus`]).
     pub kafka_brokers: Option<String>,
     /// `GATEWAY_HOP_SECRET`: the credential the gateway adds to every
     /// subgraph request; requests without it are refused.
@@ -59,18 +61,36 @@ impl Default for PoolLimits {
 }
 
 impl TenancyConfig {
-    /// Reads the settings from the environment.
+    /// Reads the settings from the environment; `GATEWAY_HOP_SECRET` must be
+    /// set (a service running alone shares it with the gateway).
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_env_with_secret(None)
+    }
+
+    /// Reads the settings, using `fallback_secret` when `GATEWAY_HOP_SECRET`
+    /// is unset (the launcher, whose gateway and subgraphs share a process).
+    pub fn from_env_with_secret(fallback_secret: Option<&str>) -> anyhow::Result<Self> {
         let defaults = PoolLimits::default();
+        let database_url = match std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir()?.display()),
+        };
+        let hop_secret = std::env::var("GATEWAY_HOP_SECRET")
+            .ok()
+            .or_else(|| fallback_secret.map(str::to_owned))
+            .context(
+                "GATEWAY_HOP_SECRET is not set: every service needs the gateway's hop secret",
+            )?;
         let config = Self {
-            database_url: env_or("DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url,
             database_prefix: env_or("DATABASE_PREFIX", ""),
             kafka_brokers: std::env::var("KAFKA_BROKERS")
                 .ok()
                 .filter(|v| !v.trim().is_empty()),
-            hop_secret: std::env::var("GATEWAY_HOP_SECRET").context(
-                "GATEWAY_HOP_SECRET is not set: every service needs the gateway's hop secret",
-            )?,
+            hop_secret,
             signups_topic: env_or("TENANT_SIGNUPS_TOPIC", "tenant.signups"),
             provisioning_topic: env_or("TENANT_PROVISIONING_TOPIC", "tenant.provisioning"),
             pools: PoolLimits {
@@ -84,6 +104,11 @@ impl TenancyConfig {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether databases are embedded SQLite files.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
     }
 
     /// Checks what can be checked without connecting.
@@ -123,6 +148,15 @@ impl TenancyConfig {
             .as_deref()
             .context("KAFKA_BROKERS is not set")
     }
+}
+
+/// `DATA_DIR` (default `./data`), created if missing and made absolute, so
+/// the `sqlite://` hosts stored in registries do not depend on the working
+/// directory of a later start.
+pub fn data_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = env_or("DATA_DIR", DEFAULT_DATA_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("DATA_DIR {dir}: cannot create it"))?;
+    std::fs::canonicalize(&dir).with_context(|| format!("DATA_DIR {dir}: cannot resolve it"))
 }
 
 fn env_or(key: &str, default: &str) -> String {

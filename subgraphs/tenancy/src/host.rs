@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
 use tokio::sync::OnceCell;
 use url::Url;
@@ -67,10 +68,15 @@ impl DatabaseHost {
         })
     }
 
-    /// The URL stored in registries for this host.
+    /// The URL stored in registries and shown in logs: the host's identity,
+    /// without any password (credentials come from configuration).
     pub fn url(&self) -> String {
         match &self.kind {
-            HostKind::Postgres(base) => base.to_string().trim_end_matches('/').to_owned(),
+            HostKind::Postgres(base) => {
+                let mut identity = base.clone();
+                let _ = identity.set_password(None);
+                identity.to_string().trim_end_matches('/').to_owned()
+            }
             HostKind::Sqlite(dir) => format!("sqlite://{}", dir.display()),
         }
     }
@@ -192,27 +198,55 @@ impl DatabaseHost {
             .idle_timeout(pool.idle)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10))
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            // Embedded files: readers never block the writer (WAL), and a
+            // writer waits for another instead of failing at once.
+            .map_sqlx_sqlite_opts(|sqlite| {
+                sqlite
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+            });
         Database::connect(options)
             .await
             .with_context(|| format!("connecting to database {name}"))
     }
 
     /// Opens a pool on a control database, creating and migrating it first.
+    /// Start-up calls this first, so a server that does not answer is tried
+    /// a few times with backoff, then reported naming `DATABASE_URL`.
     pub async fn open_control_database<M: migration::MigratorTrait>(
         &self,
         name: &str,
     ) -> anyhow::Result<DatabaseConnection> {
+        let mut attempt = 0;
+        loop {
+            match self.try_open_control_database::<M>(name).await {
+                Ok(db) => return Ok(db),
+                Err(error) if attempt + 1 < crate::bus::STARTUP_ATTEMPTS => {
+                    tracing::warn!(target: "tenancy::host", database = name, attempt = attempt + 1, error = format!("{error:#}"), "database not reachable yet");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+                Err(error) => {
+                    return Err(error.context(format!(
+                        "cannot open database {name} at DATABASE_URL={}",
+                        self.url()
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn try_open_control_database<M: migration::MigratorTrait>(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<DatabaseConnection> {
         self.ensure_database(name).await?;
-        let db = self
-            .connect(
-                name,
-                PoolOptions {
-                    max_connections: 4,
-                    idle: Duration::from_secs(60),
-                },
-            )
-            .await?;
+        let pool = PoolOptions {
+            max_connections: 4,
+            idle: Duration::from_secs(60),
+        };
+        let db = self.connect(name, pool).await?;
         M::up(&db, None)
             .await
             .with_context(|| format!("migrating {name}"))?;
@@ -279,6 +313,13 @@ mod tests {
             host.url(),
             "postgres://postgres@127.0.0.1:5432?sslmode=disable"
         );
+    }
+
+    #[test]
+    fn passwords_stay_out_of_registries_and_logs() {
+        let host = DatabaseHost::parse("postgres://app:s3cret@db:5432").unwrap();
+        assert_eq!(host.url(), "postgres://app@db:5432");
+        assert!(host.database_url("x").contains("s3cret"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`selector`]: the registry-backed connection selector with bounded pools.
 //! - [`events`]: the `tenant.signups` and `tenant.provisioning` events.
 //! - [`bus`]: the event-bus interface and its Kafka implementation.
+//! - [`local_bus`]: the in-process bus of embedded mode, kept in a database.
 //! - [`consumer`]: the at-least-once consume → handle → commit loop.
 //! - [`app`]: starting an app subgraph's registry, selector and provisioner.
 //! - [`provisioner`]: creates and migrates tenant databases from signups.
@@ -30,6 +31,7 @@ pub mod graphql;
 pub mod hop;
 pub mod host;
 pub mod ids;
+pub mod local_bus;
 pub mod paging;
 pub mod provisioner;
 pub mod registry;

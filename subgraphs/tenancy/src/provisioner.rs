@@ -74,7 +74,7 @@ impl<M: MigratorTrait> Provisioner<M> {
 
     /// Provisions the tenant's database (every step idempotent) and reports
     /// the outcome. `Err` only when not even the failure could be recorded.
-    #[tracing::instrument(name = "provision", skip(self), fields(service = self.service.as_str(), tenant_id = %tenant))]
+    #[tracing::instrument(name = "provision", skip(self, tenant), fields(service = self.service.as_str(), tenant_id = %tenant))]
     pub async fn provision(&self, tenant: TenantId) -> anyhow::Result<DatabaseStatus> {
         let app = self.service.as_str();
         let lock = self

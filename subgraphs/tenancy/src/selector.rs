@@ -54,8 +54,14 @@ struct SelectorInner {
 }
 
 impl ConnectionSelector {
-    /// A selector for `app` over its registry.
-    pub fn new(app: &str, registry: TenantRegistry, limits: &PoolLimits) -> Self {
+    /// A selector for `app` over its registry. `default_host` is the
+    /// configured host, whose credentials registry entries do not store.
+    pub fn new(
+        app: &str,
+        registry: TenantRegistry,
+        default_host: Arc<DatabaseHost>,
+        limits: &PoolLimits,
+    ) -> Self {
         let pools = moka::future::Cache::builder()
             .max_capacity(limits.max_pools)
             .time_to_idle(limits.idle)
@@ -67,7 +73,7 @@ impl ConnectionSelector {
         let inner = SelectorInner {
             app: app.to_owned(),
             registry,
-            hosts: Mutex::new(HashMap::new()),
+            hosts: Mutex::new(HashMap::from([(default_host.url(), default_host)])),
             pools,
             pool_options,
         };

@@ -55,11 +55,15 @@ pub struct TenantConfig {
 impl TenantConfig {
     /// Reads the settings from the environment.
     pub fn from_env() -> anyhow::Result<Self> {
-        let tenancy = TenancyConfig::from_env()?;
-        let data_dir = std::env::var("DATA_DIR").unwrap_or_else(|_| "./data".to_owned());
-        let signing_key_file = std::env::var("SIGNING_KEY_FILE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(data_dir).join("signing_key.pem"));
+        Self::with_tenancy(TenancyConfig::from_env()?)
+    }
+
+    /// Reads the tenant service's own settings beside `tenancy`.
+    pub fn with_tenancy(tenancy: TenancyConfig) -> anyhow::Result<Self> {
+        let signing_key_file = match std::env::var("SIGNING_KEY_FILE") {
+            Ok(path) if !path.trim().is_empty() => PathBuf::from(path),
+            _ => tenancy::config::data_dir()?.join("signing_key.pem"),
+        };
         let signup_token_days = match std::env::var("SIGNUP_TOKEN_DAYS") {
             Ok(days) => days
                 .trim()

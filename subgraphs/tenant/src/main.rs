@@ -1,16 +1,13 @@
 //! Runs the tenant subgraph alone (one process per service).
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use tenancy::bus::KafkaBus;
 use tenant_subgraph::TenantConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tenancy::telemetry::init();
     let config = TenantConfig::from_env()?;
-    let bus = Arc::new(KafkaBus::new(config.tenancy.require_kafka()?)?);
+    let bus = tenancy::bus::open_bus(&config.tenancy).await?;
     let addr =
         std::env::var("TENANT_ADDR").unwrap_or_else(|_| tenant_subgraph::DEFAULT_ADDR.to_owned());
     let listener = tokio::net::TcpListener::bind(&addr)
