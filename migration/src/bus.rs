@@ -14,8 +14,14 @@ impl MigratorTrait for BusMigrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
+/// Named by date, so later migrations sort after it.
 struct CreateBusTables;
+
+impl MigrationName for CreateBusTables {
+    fn name(&self) -> &str {
+        "m20261203_000001_create_bus_tables"
+    }
+}
 
 #[derive(DeriveIden)]
 enum BusMessages {

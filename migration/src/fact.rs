@@ -13,8 +13,14 @@ impl MigratorTrait for FactMigrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
+/// Named by date, so later migrations sort after it.
 struct CreateFacts;
+
+impl MigrationName for CreateFacts {
+    fn name(&self) -> &str {
+        "m20261203_000001_create_facts"
+    }
+}
 
 #[derive(DeriveIden)]
 enum Facts {

@@ -13,8 +13,14 @@ impl MigratorTrait for MetaMigrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
+/// Named by date, so later migrations sort after it.
 struct CreateMetaTables;
+
+impl MigrationName for CreateMetaTables {
+    fn name(&self) -> &str {
+        "m20261203_000001_create_meta_tables"
+    }
+}
 
 #[derive(DeriveIden)]
 enum Tenants {

@@ -14,8 +14,14 @@ impl MigratorTrait for RegistryMigrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
+/// Named by date, so later migrations sort after it.
 struct CreateTenantDatabases;
+
+impl MigrationName for CreateTenantDatabases {
+    fn name(&self) -> &str {
+        "m20261203_000001_create_tenant_databases"
+    }
+}
 
 #[derive(DeriveIden)]
 enum TenantDatabases {
