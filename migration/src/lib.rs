@@ -9,6 +9,7 @@
 //!   per app, in that app's control database.
 //! - [`BusMigrator`]: the embedded event log (in-process bus, embedded mode).
 //! - [`FactMigrator`]: the schema of one tenant's `fact_<tenant>` database.
+//! - [`TodoMigrator`]: the schema of one tenant's `todo_<tenant>` database.
 //!
 //! Migrations use only the portable schema builder, so the same files run on
 //! PostgreSQL (cluster mode) and SQLite (embedded mode).
@@ -19,8 +20,10 @@ mod bus;
 mod fact;
 mod meta;
 mod registry;
+mod todo;
 
 pub use bus::BusMigrator;
 pub use fact::FactMigrator;
 pub use meta::MetaMigrator;
 pub use registry::RegistryMigrator;
+pub use todo::TodoMigrator;
