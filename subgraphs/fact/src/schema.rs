@@ -16,6 +16,19 @@ use crate::store;
 /// The fact subgraph's schema.
 pub type FactSchema = Schema<Query, Mutation, EmptySubscription>;
 
+/// The Federation v2 SDL this subgraph serves as `_service { sdl }`, for
+/// composition checks without a running service.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .enable_federation()
+        .finish()
+        .sdl_with_options(
+            async_graphql::SDLExportOptions::new()
+                .federation()
+                .compose_directive(),
+        )
+}
+
 /// Builds the schema with federation enabled.
 pub fn build(selector: ConnectionSelector) -> FactSchema {
     Schema::build(Query, Mutation, EmptySubscription)

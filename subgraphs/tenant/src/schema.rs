@@ -40,6 +40,19 @@ pub struct TenantState {
     pub relay_wakeup: Arc<Notify>,
 }
 
+/// The Federation v2 SDL this subgraph serves as `_service { sdl }`, for
+/// composition checks without a running service.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .enable_federation()
+        .finish()
+        .sdl_with_options(
+            async_graphql::SDLExportOptions::new()
+                .federation()
+                .compose_directive(),
+        )
+}
+
 /// Builds the schema with federation enabled.
 pub fn build(state: TenantState) -> TenantSchema {
     Schema::build(Query, Mutation, EmptySubscription)

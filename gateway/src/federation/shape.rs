@@ -1,0 +1,276 @@
+//! Projects the merged subgraph answers onto the client's selection.
+//!
+//! The tree the executor builds holds what subgraphs returned, including
+//! `__typename` and key fields the planner added for entity calls. Walking the
+//! normalized client operation over it keeps exactly what the client asked
+//! for, in its order and under its aliases, honours `@skip`/`@include`, and
+//! applies GraphQL null propagation: a null in a non-null position nulls the
+//! nearest nullable parent.
+
+use hive_router_query_planner::{
+    ast::{
+        operation::OperationDefinition, selection_item::SelectionItem, selection_set::SelectionSet,
+        value::Value as AstValue,
+    },
+    state::supergraph_state::{OperationKind, SupergraphDefinition, SupergraphState, TypeNode},
+};
+use serde_json::{Map, Value};
+
+/// A null reached a non-null position and must propagate to the parent.
+struct PropagatedNull;
+
+/// The client's variables with the operation's defaults filled in, the values
+/// `@skip`/`@include` conditions and `Condition` plan nodes read.
+pub fn effective_variables(
+    operation: &OperationDefinition,
+    variables: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut effective = variables.clone();
+    for definition in operation.variable_definitions.iter().flatten() {
+        if let Some(default) = &definition.default_value
+            && !effective.contains_key(&definition.name)
+        {
+            effective.insert(definition.name.clone(), ast_value_to_json(default));
+        }
+    }
+    effective
+}
+
+fn ast_value_to_json(value: &AstValue) -> Value {
+    match value {
+        AstValue::Variable(_) | AstValue::Null => Value::Null,
+        AstValue::Int(number) => Value::from(*number),
+        AstValue::Float(number) => Value::from(*number),
+        AstValue::String(text) | AstValue::Enum(text) => Value::String(text.clone()),
+        AstValue::Boolean(flag) => Value::Bool(*flag),
+        AstValue::List(items) => Value::Array(items.iter().map(ast_value_to_json).collect()),
+        AstValue::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, value)| (key.clone(), ast_value_to_json(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// The response `data` for `operation`, projected out of the merged tree;
+/// `Value::Null` when a null propagated all the way up.
+pub fn shape_data(
+    state: &SupergraphState,
+    operation: &OperationDefinition,
+    variables: &Map<String, Value>,
+    merged: &Value,
+) -> Value {
+    let root_type = match operation.operation_kind {
+        Some(OperationKind::Mutation) => state.mutation_type.as_deref().unwrap_or("Mutation"),
+        Some(OperationKind::Subscription) => {
+            state.subscription_type.as_deref().unwrap_or("Subscription")
+        }
+        _ => state.query_type.as_str(),
+    };
+    let empty = Map::new();
+    let source = merged.as_object().unwrap_or(&empty);
+    let shaper = Shaper { state, variables };
+    let mut data = Map::new();
+    match shaper.object(root_type, &operation.selection_set, source, &mut data) {
+        Ok(()) => Value::Object(data),
+        Err(PropagatedNull) => Value::Null,
+    }
+}
+
+struct Shaper<'a> {
+    state: &'a SupergraphState,
+    variables: &'a Map<String, Value>,
+}
+
+impl Shaper<'_> {
+    fn object(
+        &self,
+        type_name: &str,
+        selections: &SelectionSet,
+        source: &Map<String, Value>,
+        out: &mut Map<String, Value>,
+    ) -> Result<(), PropagatedNull> {
+        for item in &selections.items {
+            match item {
+                SelectionItem::Field(field) => {
+                    if field.omit_from_response
+                        || !self.included(field.skip_if.as_deref(), field.include_if.as_deref())
+                    {
+                        continue;
+                    }
+                    let key = field.selection_identifier();
+                    if field.name == "__typename" {
+                        let typename = source.get("__typename").cloned();
+                        out.insert(key.to_owned(), typename.unwrap_or_else(|| type_name.into()));
+                        continue;
+                    }
+
+                    let field_type = self
+                        .state
+                        .definitions
+                        .get(type_name)
+                        .and_then(|definition| definition.fields().get(&field.name))
+                        .map(|definition| &definition.field_type);
+                    let raw = source.get(key);
+                    let completed = match field_type {
+                        Some(field_type) => self.complete(field_type, raw, &field.selections),
+                        // Unknown to the supergraph: pass through what arrived.
+                        None => Ok(raw.cloned().unwrap_or(Value::Null)),
+                    };
+                    match completed {
+                        Ok(value) => match out.get_mut(key) {
+                            // The same key selected twice (e.g. through two
+                            // fragments): merge the two projections.
+                            Some(existing) => super::execute::deep_merge(existing, value),
+                            None => {
+                                out.insert(key.to_owned(), value);
+                            }
+                        },
+                        Err(PropagatedNull) => return Err(PropagatedNull),
+                    }
+                }
+                SelectionItem::InlineFragment(fragment) => {
+                    if !self.included(fragment.skip_if.as_deref(), fragment.include_if.as_deref())
+                        || !self.applies(&fragment.type_condition, type_name)
+                    {
+                        continue;
+                    }
+                    self.object(type_name, &fragment.selections, source, out)?;
+                }
+                // Normalization inlines every fragment spread.
+                SelectionItem::FragmentSpread(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes a value of `field_type`: `Err` when it is null in a non-null
+    /// position.
+    fn complete(
+        &self,
+        field_type: &TypeNode,
+        raw: Option<&Value>,
+        selections: &SelectionSet,
+    ) -> Result<Value, PropagatedNull> {
+        match field_type {
+            TypeNode::NonNull(inner) => match self.complete(inner, raw, selections)? {
+                Value::Null => Err(PropagatedNull),
+                value => Ok(value),
+            },
+            TypeNode::List(inner) => match raw {
+                Some(Value::Array(items)) => {
+                    let mut completed = Vec::with_capacity(items.len());
+                    for item in items {
+                        match self.complete(inner, Some(item), selections) {
+                            Ok(value) => completed.push(value),
+                            Err(PropagatedNull) => return Ok(Value::Null),
+                        }
+                    }
+                    Ok(Value::Array(completed))
+                }
+                _ => Ok(Value::Null),
+            },
+            TypeNode::Named(type_name) => match raw {
+                Some(Value::Object(object)) if !selections.is_empty() => {
+                    let concrete = object
+                        .get("__typename")
+                        .and_then(Value::as_str)
+                        .unwrap_or(type_name);
+                    let mut out = Map::new();
+                    match self.object(concrete, selections, object, &mut out) {
+                        Ok(()) => Ok(Value::Object(out)),
+                        Err(PropagatedNull) => Ok(Value::Null),
+                    }
+                }
+                Some(value) if selections.is_empty() => Ok(value.clone()),
+                _ => Ok(Value::Null),
+            },
+        }
+    }
+
+    fn included(&self, skip_if: Option<&str>, include_if: Option<&str>) -> bool {
+        let flag = |name: &str| self.variables.get(name) == Some(&Value::Bool(true));
+        !skip_if.is_some_and(flag) && include_if.is_none_or(flag)
+    }
+
+    /// Whether a fragment on `condition` applies to an object of `concrete` type.
+    fn applies(&self, condition: &str, concrete: &str) -> bool {
+        if condition == concrete {
+            return true;
+        }
+        match self.state.definitions.get(condition) {
+            Some(SupergraphDefinition::Interface(_)) => self
+                .state
+                .interface_to_object_types
+                .get(condition)
+                .is_some_and(|objects| objects.contains(concrete)),
+            Some(SupergraphDefinition::Union(union)) => union.types.iter().any(|t| t == concrete),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    use crate::federation::{supergraph::OperationLimits, test_supergraph};
+
+    const LIMITS: OperationLimits = OperationLimits {
+        max_depth: 10,
+        max_fields: 100,
+    };
+
+    fn shape(query: &str, variables: Value, merged: Value) -> Value {
+        let supergraph = test_supergraph();
+        let prepared = supergraph.prepare(query, None, LIMITS).unwrap();
+        let variables = effective_variables(&prepared.operation, variables.as_object().unwrap());
+        shape_data(supergraph.state(), &prepared.operation, &variables, &merged)
+    }
+
+    #[test]
+    fn fields_added_for_entity_calls_are_removed_and_aliases_kept() {
+        // Subgraph operations keep the client's aliases, so the tree is keyed
+        // by response keys already.
+        let merged =
+            json!({ "me": { "__typename": "Tenant", "id": "t1", "label": "Acme", "count": 2 } });
+        let shaped = shape("{ me { label: name count } }", json!({}), merged);
+        assert_eq!(shaped, json!({ "me": { "label": "Acme", "count": 2 } }));
+    }
+
+    #[test]
+    fn a_missing_non_null_field_nulls_the_nearest_nullable_parent() {
+        let merged = json!({ "me": { "__typename": "Tenant", "id": "t1", "name": "Acme" } });
+        assert_eq!(
+            shape("{ me { name facts { text } } }", json!({}), merged.clone()),
+            json!({ "me": null })
+        );
+        // A nullable field that is missing is just null.
+        assert_eq!(
+            shape("{ me { name count } }", json!({}), merged),
+            json!({ "me": { "name": "Acme", "count": null } })
+        );
+    }
+
+    #[test]
+    fn a_null_item_in_a_non_null_list_nulls_the_list_and_propagates() {
+        let merged = json!({ "facts": [{ "text": "a" }, null] });
+        assert_eq!(shape("{ facts { text } }", json!({}), merged), Value::Null);
+    }
+
+    #[test]
+    fn skip_and_include_read_variables_and_defaults() {
+        let merged = json!({ "me": { "name": "Acme", "tags": ["x"] } });
+        let query = "query($hide: Boolean = true, $show: Boolean!) { me { name @skip(if: $hide) tags @include(if: $show) } }";
+        assert_eq!(
+            shape(query, json!({ "show": true }), merged.clone()),
+            json!({ "me": { "tags": ["x"] } })
+        );
+        assert_eq!(
+            shape(query, json!({ "hide": false, "show": false }), merged),
+            json!({ "me": { "name": "Acme" } })
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! Composition, planning and execution across subgraphs.
+
+use serde_json::json;
+
+use crate::support::Stack;
+
+#[tokio::test]
+async fn me_with_facts_is_resolved_across_two_subgraphs_through_entities() {
+    let stack = Stack::start().await;
+    let (status, _) = stack
+        .graphql(
+            "mutation { createFact(input: {text: \"Honey never spoils\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, body) = stack
+        .graphql("{ me { name facts { nodes { text } } } }", json!({}))
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({ "data": { "me": { "name": "Acme", "facts": { "nodes": [{ "text": "Honey never spoils" }] } } } })
+    );
+    let fact_queries = stack.fact_observed.queries.lock().unwrap().clone();
+    assert!(
+        fact_queries.iter().any(|query| query.contains("_entities")),
+        "{fact_queries:?}"
+    );
+}
