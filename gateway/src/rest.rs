@@ -7,7 +7,7 @@
 //! becomes `{"error": {"code", "message"}}` with the status its
 //! `extensions.code` maps to (see [`crate::error::status_for_code`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::{
     Json, Router,
@@ -25,9 +25,6 @@ use crate::{
     federation::GraphqlRequest,
     server::{Gateway, SharedGateway},
 };
-
-/// Depth of `reports` nesting fetched for `GET /org/chart`.
-const ORG_CHART_DEPTH: usize = 8;
 
 const FACT_FIELDS: &str = "id text createdAt updatedAt";
 const TODO_FIELDS: &str = "id title done createdAt updatedAt";
@@ -716,17 +713,47 @@ async fn list_org_members(
 async fn org_chart(State(gateway): State<SharedGateway>, headers: HeaderMap) -> Response {
     finish(
         async {
-            // GraphQL has no recursive selections: spell out a fixed depth.
-            let mut selection = ORG_MEMBER_FIELDS.to_owned();
-            for _ in 0..ORG_CHART_DEPTH {
-                selection = format!("{ORG_MEMBER_FIELDS} reports {{ {selection} }}");
-            }
-            let query = format!("{{ orgChart {{ {selection} }} }}");
+            // GraphQL has no recursive selections, so the chart comes flat, in
+            // chart order, and is nested here: any depth, one operation.
+            let query = format!("{{ orgChartMembers {{ {ORG_MEMBER_FIELDS} }} }}");
             let data = run(&gateway, &headers, false, query, Map::new()).await?;
-            ok(StatusCode::OK, snake_case_keys(data["orgChart"].clone()))
+            let members = match snake_case_keys(data["orgChartMembers"].clone()) {
+                Value::Array(members) => members,
+                _ => Vec::new(),
+            };
+            ok(StatusCode::OK, Value::Array(nest_chart(members)))
         }
         .await,
     )
+}
+
+/// Nests members given in chart order (each after its manager) into the
+/// roots, each with its `reports`, to any depth. Built bottom-up from the
+/// end of the list, so every member's reports are complete when it is
+/// reached, without recursion. A member whose manager is not in the list
+/// stays visible as a root.
+fn nest_chart(members: Vec<Value>) -> Vec<Value> {
+    fn id_of(member: &Value, key: &str) -> Option<String> {
+        member[key].as_str().map(str::to_owned)
+    }
+    let present: HashSet<String> = members.iter().filter_map(|m| id_of(m, "id")).collect();
+
+    // Reports are collected newest first (the list is walked backwards) and
+    // turned around when their manager is reached.
+    let mut reports: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut roots = Vec::new();
+    for mut member in members.into_iter().rev() {
+        let id = id_of(&member, "id").unwrap_or_default();
+        let mut own = reports.remove(&id).unwrap_or_default();
+        own.reverse();
+        member["reports"] = Value::Array(own);
+        match id_of(&member, "manager_id").filter(|manager| present.contains(manager)) {
+            Some(manager) => reports.entry(manager).or_default().push(member),
+            None => roots.push(member),
+        }
+    }
+    roots.reverse();
+    roots
 }
 
 async fn create_org_member(
@@ -804,6 +831,48 @@ mod tests {
             converted,
             json!({ "created_at": 1, "manager_id": null, "reports": [{ "updated_at": 2 }] })
         );
+    }
+
+    #[test]
+    fn a_flat_chart_is_nested_under_its_managers_in_order() {
+        let member = |id: &str, manager: Option<&str>| json!({ "id": id, "manager_id": manager });
+        let chart = nest_chart(vec![
+            member("ceo", None),
+            member("cto", Some("ceo")),
+            member("dev", Some("cto")),
+            member("cfo", Some("ceo")),
+            member("orphan", Some("gone")),
+        ]);
+        assert_eq!(
+            Value::Array(chart),
+            json!([
+                { "id": "ceo", "manager_id": null, "reports": [
+                    { "id": "cto", "manager_id": "ceo", "reports": [
+                        { "id": "dev", "manager_id": "cto", "reports": [] }
+                    ] },
+                    { "id": "cfo", "manager_id": "ceo", "reports": [] }
+                ] },
+                { "id": "orphan", "manager_id": "gone", "reports": [] }
+            ])
+        );
+    }
+
+    #[test]
+    fn a_chart_a_thousand_levels_deep_is_nested_whole() {
+        let members: Vec<Value> = (0..1_000)
+            .map(|n| json!({ "id": n.to_string(), "manager_id": (n > 0).then(|| (n - 1).to_string()) }))
+            .collect();
+        let roots = nest_chart(members);
+        assert_eq!(roots.len(), 1);
+        let mut level = &roots[0];
+        let mut depth = 1;
+        while let Some(report) = level["reports"].get(0) {
+            level = report;
+            depth += 1;
+        }
+        assert_eq!(depth, 1_000);
+        assert_eq!(level["id"], "999");
+        assert!(serde_json::to_vec(&roots).is_ok());
     }
 
     #[test]

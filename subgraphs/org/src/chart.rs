@@ -56,6 +56,25 @@ impl OrgChart {
         ids.iter().filter_map(|id| self.members.get(id))
     }
 
+    /// Every member in chart order: each root, then its reports depth
+    /// first, siblings oldest first, so a member always comes after its
+    /// manager. Iterative, so no depth of chart can exhaust the stack.
+    pub fn in_chart_order(&self) -> Vec<&Member> {
+        let mut ordered = Vec::with_capacity(self.members.len());
+        // Pushed in reverse so that the oldest sibling is popped first.
+        let mut pending: Vec<Uuid> = self.roots.iter().rev().copied().collect();
+        while let Some(id) = pending.pop() {
+            let Some(member) = self.members.get(&id) else {
+                continue;
+            };
+            ordered.push(member);
+            if let Some(reports) = self.reports.get(&id) {
+                pending.extend(reports.iter().rev());
+            }
+        }
+        ordered
+    }
+
     /// How many members the chart holds.
     pub fn len(&self) -> usize {
         self.members.len()
@@ -121,6 +140,22 @@ mod tests {
         assert_eq!(chart.reports(engineer.id).count(), 0);
         assert_eq!(chart.depth(), 3);
         assert_eq!(chart.len(), 5);
+
+        let ordered: Vec<Uuid> = chart.in_chart_order().iter().map(|m| m.id).collect();
+        assert_eq!(ordered, [ceo.id, cto.id, engineer.id, cfo.id, advisor.id]);
+    }
+
+    #[test]
+    fn a_chart_far_deeper_than_a_stack_is_ordered_manager_first() {
+        let mut members = vec![member(None)];
+        for _ in 1..100_000 {
+            let manager = members.last().map(|m| m.id);
+            members.push(member(manager));
+        }
+        let chart = OrgChart::new(members.clone());
+        let ordered: Vec<Uuid> = chart.in_chart_order().iter().map(|m| m.id).collect();
+        let expected: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+        assert_eq!(ordered, expected);
     }
 
     #[test]

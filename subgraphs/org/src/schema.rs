@@ -189,6 +189,21 @@ impl Query {
         Ok(roots(ctx).await?)
     }
 
+    /// Every member of the caller's chart in chart order: each root, then
+    /// its reports depth first, siblings oldest first, so a member always
+    /// comes after its manager. Rebuilding the tree from `managerId` gives
+    /// the whole chart, however deep, where `orgChart` needs one `reports`
+    /// selection per level.
+    async fn org_chart_members(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<OrgMember>> {
+        let chart = ChartSlot::default();
+        let loaded = chart.get(ctx).await?;
+        Ok(loaded
+            .in_chart_order()
+            .into_iter()
+            .map(|member| OrgMember::new(member, &chart))
+            .collect())
+    }
+
     /// Resolves `Tenant` references from other subgraphs.
     #[graphql(entity)]
     async fn find_tenant_by_id(&self, id: ID) -> Tenant {
@@ -355,6 +370,7 @@ mod tests {
             "orgMembers(first: Int, after: String): OrgMemberConnection!",
             "orgMember(id: ID!): OrgMember!",
             "orgChart: [OrgMember!]!",
+            "orgChartMembers: [OrgMember!]!",
             "createOrgMember(input: CreateOrgMemberInput!): OrgMember!",
             "updateOrgMember(id: ID!, input: UpdateOrgMemberInput!): OrgMember!",
             "deleteOrgMember(id: ID!, reassignReportsTo: ID): ID!",

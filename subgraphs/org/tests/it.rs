@@ -128,6 +128,22 @@ async fn the_chart_nests_reports_under_their_managers() {
     ]);
     assert_eq!(chart["data"]["orgChart"], expected, "{chart}");
 
+    // The flat form lists each member after its manager, depth first, in
+    // one query, so a client can rebuild a chart of any depth.
+    let before = app.queries();
+    let flat = app
+        .call(tenant, "{ orgChartMembers { id managerId } }", json!({}))
+        .await;
+    let order: Vec<&str> = flat["data"]["orgChartMembers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{flat}"))
+        .iter()
+        .map(|member| member["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, [&ceo, &vp, &lead, &peer, &advisor]);
+    assert_eq!(flat["data"]["orgChartMembers"][2]["managerId"], json!(vp));
+    assert_eq!(app.queries() - before, 1, "the flat chart is one query");
+
     // The same chart on the federated tenant entity, and a mutation's
     // nested fields see the change it made.
     let entity = app
