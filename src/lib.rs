@@ -4,7 +4,10 @@
 //!
 //! With no configuration it is embedded: SQLite files under `DATA_DIR` and
 //! the in-process bus kept beside them. `DATABASE_URL` and `KAFKA_BROKERS`
-//! switch to a PostgreSQL cluster and Kafka.
+//! switch to a PostgreSQL cluster and Kafka. The same settings can be kept
+//! in a configuration file ([`config_file`]).
+
+pub mod config_file;
 
 use std::net::SocketAddr;
 
