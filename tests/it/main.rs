@@ -2,6 +2,7 @@
 //! Kafka-protocol broker: signup → event → provisioning → requests.
 
 mod broker_outage;
+mod compose_file;
 mod facts;
 mod launcher;
 mod provisioning;
