@@ -17,11 +17,33 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
         .with_context(|| format!("binding {}", config.address))?;
-    serve(config, listener, async {
-        // If the signal handler cannot be installed, run until killed.
+    serve(config, listener, stop_signal()).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what a supervisor or `docker stop`
+/// sends), so requests in flight can finish.
+async fn stop_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, this signal never stops us.
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    })
-    .await
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!(target: "gateway", "shutting down");
 }

@@ -225,3 +225,44 @@ async fn a_subgraph_rejecting_a_planned_operation_triggers_recomposition() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn the_gateway_binary_stops_cleanly_on_sigterm() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env("GATEWAY_HOP_SECRET", "a-long-enough-hop-secret")
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // Up once /healthz answers.
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let started = Instant::now();
+    while reqwest::get(&health).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // What `docker stop` and supervisors send: the gateway must exit 0.
+    let pid = gateway.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), gateway.wait())
+        .await
+        .expect("the gateway stops within 10 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
