@@ -214,6 +214,7 @@ async fn bad_input_gets_a_contract_code_never_a_500() {
             json!({"input": {"name": "Acme", "services": [1, 2]}}),
         ),
         (signup, json!({"input": {"name": "Acme"}})),
+        (signup, json!({"input": "Acme"})),
     ];
     for (query, variables) in cases {
         let (status, body) = stack
@@ -224,6 +225,16 @@ async fn bad_input_gets_a_contract_code_never_a_500() {
     }
 
     let fact_cases: Vec<(&str, Value)> = vec![
+        // An input object of the wrong shape altogether is refused only
+        // when the field runs: still the client's fault.
+        (
+            "mutation($input: CreateFactInput!) { createFact(input: $input) { id } }",
+            json!({"input": "Octopuses have three hearts"}),
+        ),
+        (
+            "mutation($input: UpdateFactInput!) { updateFact(id: \"0190c0de-0000-7000-8000-000000000000\", input: $input) { id } }",
+            json!({"input": [1, 2]}),
+        ),
         (
             "query($id: ID!) { fact(id: $id) { id } }",
             json!({"id": "not-a-uuid"}),

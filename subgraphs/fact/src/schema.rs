@@ -5,6 +5,7 @@ use async_graphql::{
     ComplexObject, Context, EmptySubscription, ID, InputObject, Object, Schema, SimpleObject,
 };
 use chrono::{DateTime, Utc};
+use tenancy::argument::Argument;
 use tenancy::hop::tenant_of;
 use tenancy::ids::parse_uuid;
 use tenancy::paging::PageRequest;
@@ -19,14 +20,7 @@ pub type FactSchema = Schema<Query, Mutation, EmptySubscription>;
 /// The Federation v2 SDL this subgraph serves as `_service { sdl }`, for
 /// composition checks without a running service.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
-        .finish()
-        .sdl_with_options(
-            async_graphql::SDLExportOptions::new()
-                .federation()
-                .compose_directive(),
-        )
+    tenancy::graphql::federation_sdl(Query, Mutation)
 }
 
 /// Builds the schema with federation enabled.
@@ -146,8 +140,9 @@ impl Mutation {
     async fn create_fact(
         &self,
         ctx: &Context<'_>,
-        input: CreateFactInput,
+        input: Argument<CreateFactInput>,
     ) -> async_graphql::Result<Fact> {
+        let input = input.into_inner()?;
         store::validate_text(&input.text)?;
         let conn = connection(ctx).await?;
         Ok(store::create(&conn, &input.text).await?.into())
@@ -158,9 +153,10 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        input: UpdateFactInput,
+        input: Argument<UpdateFactInput>,
     ) -> async_graphql::Result<Fact> {
         let id = parse_uuid(&id, "id")?;
+        let input = input.into_inner()?;
         let conn = connection(ctx).await?;
         Ok(store::update(&conn, id, &input.text).await?.into())
     }

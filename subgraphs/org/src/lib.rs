@@ -6,10 +6,8 @@
 //! - [`store`]: data access through a tenant's connection, and the rules that
 //!   keep the chart a forest (no cycles, no orphaned reports).
 //! - [`chart`]: the chart in memory, built from one query per request.
-//! - [`argument`]: `BAD_USER_INPUT` for input objects of the wrong shape.
 //! - [`run`]: start-up: registry, provisioner, HTTP server.
 
-pub mod argument;
 pub mod chart;
 pub mod schema;
 pub mod store;

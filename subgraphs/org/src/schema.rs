@@ -18,6 +18,7 @@ use async_graphql::{
     SimpleObject,
 };
 use chrono::{DateTime, Utc};
+use tenancy::argument::Argument;
 use tenancy::hop::tenant_of;
 use tenancy::ids::parse_uuid;
 use tenancy::paging::PageRequest;
@@ -25,7 +26,6 @@ use tenancy::selector::ConnectionSelector;
 use tenancy::{Error, Result};
 use uuid::Uuid;
 
-use crate::argument::Argument;
 use crate::chart::OrgChart;
 use crate::store::{self, ManagerChange, MemberChange, NewMember, OrgDatabase, QueryCounter};
 
@@ -35,14 +35,7 @@ pub type OrgSchema = Schema<Query, Mutation, EmptySubscription>;
 /// The Federation v2 SDL this subgraph serves as `_service { sdl }`, for
 /// composition checks without a running service.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
-        .finish()
-        .sdl_with_options(
-            async_graphql::SDLExportOptions::new()
-                .federation()
-                .compose_directive(),
-        )
+    tenancy::graphql::federation_sdl(Query, Mutation)
 }
 
 /// How deeply selections may nest. A chart query spells out one `reports`

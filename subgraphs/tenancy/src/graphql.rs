@@ -1,6 +1,6 @@
 //! Serving an async-graphql subgraph over HTTP behind the hop check.
 
-use async_graphql::{ObjectType, Schema, SubscriptionType};
+use async_graphql::{EmptySubscription, ObjectType, SDLExportOptions, Schema, SubscriptionType};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,6 +13,20 @@ use crate::hop::HopSecret;
 
 /// The largest GraphQL request body a subgraph reads.
 const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The Federation v2 SDL of the subgraph schema with these root types:
+/// exactly what it answers to `{ _service { sdl } }`, for composition
+/// checks without a running service.
+pub fn federation_sdl<Q, M>(query: Q, mutation: M) -> String
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+{
+    Schema::build(query, mutation, EmptySubscription)
+        .enable_federation()
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().federation().compose_directive())
+}
 
 /// `POST /graphql` (hop-checked) and `GET /healthz` for a subgraph schema.
 pub fn subgraph_router<Q, M, S>(schema: Schema<Q, M, S>, hop: HopSecret) -> Router

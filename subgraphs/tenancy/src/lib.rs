@@ -16,12 +16,14 @@
 //! - [`app`]: starting an app subgraph's registry, selector and provisioner.
 //! - [`provisioner`]: creates and migrates tenant databases from signups.
 //! - [`hop`]: the gateway's hop credential and the tenant it vouches for.
+//! - [`argument`]: `BAD_USER_INPUT` for input objects of the wrong shape.
 //! - [`graphql`]: serving an async-graphql subgraph behind the hop check.
 //! - [`paging`]: Relay pagination by UUIDv7 id.
 //! - [`shutdown`]: graceful shutdown on SIGTERM and Ctrl-C.
 //! - [`telemetry`]: logging set-up.
 
 pub mod app;
+pub mod argument;
 pub mod bus;
 pub mod config;
 pub mod consumer;

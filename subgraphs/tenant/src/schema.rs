@@ -9,6 +9,7 @@ use async_graphql::{
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, QueryOrder, TransactionTrait};
+use tenancy::argument::Argument;
 use tenancy::events::{EVENT_VERSION, ServiceName, SignupEvent};
 use tenancy::hop::tenant_of;
 use tenancy::ids::parse_uuid;
@@ -43,14 +44,7 @@ pub struct TenantState {
 /// The Federation v2 SDL this subgraph serves as `_service { sdl }`, for
 /// composition checks without a running service.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
-        .finish()
-        .sdl_with_options(
-            async_graphql::SDLExportOptions::new()
-                .federation()
-                .compose_directive(),
-        )
+    tenancy::graphql::federation_sdl(Query, Mutation)
 }
 
 /// Builds the schema with federation enabled.
@@ -222,8 +216,9 @@ impl Mutation {
     async fn signup(
         &self,
         ctx: &Context<'_>,
-        input: SignupInput,
+        input: Argument<SignupInput>,
     ) -> async_graphql::Result<SignupPayload> {
+        let input = input.into_inner()?;
         let state = ctx.data_unchecked::<TenantState>();
         let name = validate_name(&input.name, "name")?;
         let services = validate_services(&input.services)?;
@@ -235,8 +230,9 @@ impl Mutation {
     async fn create_api_token(
         &self,
         ctx: &Context<'_>,
-        input: CreateApiTokenInput,
+        input: Argument<CreateApiTokenInput>,
     ) -> async_graphql::Result<CreatedApiToken> {
+        let input = input.into_inner()?;
         let state = ctx.data_unchecked::<TenantState>();
         let tenant = tenant_of(ctx)?;
         let name = validate_name(&input.name, "name")?;

@@ -4,10 +4,8 @@
 //! - [`schema`]: the GraphQL API (TODO CRUD with a `done` filter, and
 //!   `Tenant.todos` on the federated `Tenant` entity).
 //! - [`store`]: data access, always through a tenant's connection.
-//! - [`argument`]: `BAD_USER_INPUT` for input objects of the wrong shape.
 //! - [`run`]: start-up: registry, provisioner, HTTP server.
 
-pub mod argument;
 pub mod schema;
 pub mod store;
 

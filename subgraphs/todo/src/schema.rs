@@ -5,13 +5,13 @@ use async_graphql::{
     ComplexObject, Context, EmptySubscription, ID, InputObject, Object, Schema, SimpleObject,
 };
 use chrono::{DateTime, Utc};
+use tenancy::argument::Argument;
 use tenancy::hop::tenant_of;
 use tenancy::ids::parse_uuid;
 use tenancy::paging::PageRequest;
 use tenancy::selector::{ConnectionSelector, TenantConnection};
 use tenancy::{Error, Result};
 
-use crate::argument::Argument;
 use crate::store::{self, TodoChange};
 
 /// The todo subgraph's schema.
@@ -20,14 +20,7 @@ pub type TodoSchema = Schema<Query, Mutation, EmptySubscription>;
 /// The Federation v2 SDL this subgraph serves as `_service { sdl }`, for
 /// composition checks without a running service.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
-        .finish()
-        .sdl_with_options(
-            async_graphql::SDLExportOptions::new()
-                .federation()
-                .compose_directive(),
-        )
+    tenancy::graphql::federation_sdl(Query, Mutation)
 }
 
 /// Builds the schema with federation enabled.

@@ -4,17 +4,15 @@
 //! codes those errors `BAD_USER_INPUT`. But a variable that does not fit an
 //! input object at all (a string where `{title, done}` belongs, say) is only
 //! refused when the field runs, so the error has a path and no code, and the
-//! kit reports it as `INTERNAL`. Taking such arguments as [`Argument`] moves
+//! kit would report it as `INTERNAL`. Taking such arguments as [`Argument`] moves
 //! the refusal into the resolver, where it becomes `BAD_USER_INPUT` like any
 //! other bad input. The schema is unchanged: an `Argument<T>` is a `T` there.
-//!
-//! TODO(kit): a kit-wide fix belongs in `tenancy::graphql`; fact has the gap.
 
 use std::borrow::Cow;
 
+use crate::error::{Error, Result};
 use async_graphql::registry::Registry;
 use async_graphql::{InputType, InputValueResult, Pos, Value};
-use tenancy::{Error, Result};
 
 /// An argument of type `T`, parsed or with the reason it could not be.
 pub struct Argument<T>(std::result::Result<T, String>);
