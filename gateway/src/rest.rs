@@ -15,7 +15,7 @@ use axum::{
     extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{MethodRouter, delete, get, post},
 };
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -34,31 +34,26 @@ const API_TOKEN_FIELDS: &str = "id name createdAt expiresAt revokedAt";
 /// The REST routes.
 pub fn routes() -> Router<SharedGateway> {
     Router::new()
-        .route("/tenants", axum::routing::post(create_tenant))
+        .route("/tenants", post(create_tenant))
         .route("/tenants/me", get(get_tenant))
         .route("/tenants/me/tokens", get(list_tokens).post(create_token))
-        .route(
-            "/tenants/me/tokens/{id}",
-            axum::routing::delete(revoke_token),
-        )
-        .route("/facts", get(list_facts).post(create_fact))
+        .route("/tenants/me/tokens/{id}", delete(revoke_token))
+        .route("/facts", paged_list(&FACTS).merge(create(&FACTS)))
         .route("/facts/random", get(random_fact))
         .route(
             "/facts/{id}",
-            get(get_fact).patch(update_fact).delete(delete_fact),
+            read_and_update(&FACTS).merge(plain_delete(&FACTS)),
         )
-        .route("/todos", get(list_todos).post(create_todo))
+        .route("/todos", get(list_todos).merge(create(&TODOS)))
         .route(
             "/todos/{id}",
-            get(get_todo).patch(update_todo).delete(delete_todo),
+            read_and_update(&TODOS).merge(plain_delete(&TODOS)),
         )
-        .route("/org", get(list_org_members).post(create_org_member))
+        .route("/org", paged_list(&ORG_MEMBERS).merge(create(&ORG_MEMBERS)))
         .route("/org/chart", get(org_chart))
         .route(
             "/org/{id}",
-            get(get_org_member)
-                .patch(update_org_member)
-                .delete(delete_org_member),
+            read_and_update(&ORG_MEMBERS).delete(delete_org_member),
         )
 }
 
@@ -419,7 +414,7 @@ struct Resource {
     update_input: &'static [FieldSpec],
 }
 
-const FACTS: Resource = Resource {
+static FACTS: Resource = Resource {
     list: "facts",
     get: "fact",
     create: "createFact",
@@ -430,7 +425,7 @@ const FACTS: Resource = Resource {
     update_input: &[("text", "text", "String!", false)],
 };
 
-const TODOS: Resource = Resource {
+static TODOS: Resource = Resource {
     list: "todos",
     get: "todo",
     create: "createTodo",
@@ -447,7 +442,7 @@ const TODOS: Resource = Resource {
     ],
 };
 
-const ORG_MEMBERS: Resource = Resource {
+static ORG_MEMBERS: Resource = Resource {
     list: "orgMembers",
     get: "orgMember",
     create: "createOrgMember",
@@ -465,6 +460,59 @@ const ORG_MEMBERS: Resource = Resource {
         ("manager_id", "managerId", "ID", false),
     ],
 };
+
+/// `GET` of `resource`'s collection, a page at a time (`?limit=&cursor=`).
+fn paged_list(resource: &'static Resource) -> MethodRouter<SharedGateway> {
+    get(
+        move |State(gateway): State<SharedGateway>,
+              headers: HeaderMap,
+              params: Result<Query<HashMap<String, String>>, QueryRejection>| async move {
+            finish(
+                async {
+                    let variables = page_variables(&query_params(params)?)?;
+                    list_resource(&gateway, &headers, resource, variables, "", "").await
+                }
+                .await,
+            )
+        },
+    )
+}
+
+/// `POST` to `resource`'s collection: creates one record.
+fn create(resource: &'static Resource) -> MethodRouter<SharedGateway> {
+    post(
+        move |State(gateway): State<SharedGateway>, headers: HeaderMap, body: Body| async move {
+            finish(create_resource(&gateway, &headers, resource, body).await)
+        },
+    )
+}
+
+/// `GET` and `PATCH` of one record of `resource`.
+fn read_and_update(resource: &'static Resource) -> MethodRouter<SharedGateway> {
+    get(
+        move |State(gateway): State<SharedGateway>, headers: HeaderMap, Path(id): Path<String>| async move {
+            finish(get_resource(&gateway, &headers, resource, &id).await)
+        },
+    )
+    .patch(
+        move |State(gateway): State<SharedGateway>,
+              headers: HeaderMap,
+              Path(id): Path<String>,
+              body: Body| async move {
+            finish(update_resource(&gateway, &headers, resource, &id, body).await)
+        },
+    )
+}
+
+/// `DELETE` of one record of `resource`, with no options.
+fn plain_delete(resource: &'static Resource) -> MethodRouter<SharedGateway> {
+    delete(
+        move |State(gateway): State<SharedGateway>, headers: HeaderMap, Path(id): Path<String>| async move {
+            let deleted = delete_resource(&gateway, &headers, resource, &id, Map::new(), "", "");
+            finish(deleted.await)
+        },
+    )
+}
 
 async fn list_resource(
     gateway: &Gateway,
@@ -571,28 +619,6 @@ async fn delete_resource(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_facts(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Response {
-    finish(
-        async {
-            let variables = page_variables(&query_params(params)?)?;
-            list_resource(&gateway, &headers, &FACTS, variables, "", "").await
-        }
-        .await,
-    )
-}
-
-async fn create_fact(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    finish(create_resource(&gateway, &headers, &FACTS, body).await)
-}
-
 async fn random_fact(State(gateway): State<SharedGateway>, headers: HeaderMap) -> Response {
     finish(
         async {
@@ -605,31 +631,6 @@ async fn random_fact(State(gateway): State<SharedGateway>, headers: HeaderMap) -
         }
         .await,
     )
-}
-
-async fn get_fact(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    finish(get_resource(&gateway, &headers, &FACTS, &id).await)
-}
-
-async fn update_fact(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
-) -> Response {
-    finish(update_resource(&gateway, &headers, &FACTS, &id, body).await)
-}
-
-async fn delete_fact(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    finish(delete_resource(&gateway, &headers, &FACTS, &id, Map::new(), "", "").await)
 }
 
 async fn list_todos(
@@ -658,53 +659,6 @@ async fn list_todos(
                 arguments,
             )
             .await
-        }
-        .await,
-    )
-}
-
-async fn create_todo(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    finish(create_resource(&gateway, &headers, &TODOS, body).await)
-}
-
-async fn get_todo(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    finish(get_resource(&gateway, &headers, &TODOS, &id).await)
-}
-
-async fn update_todo(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
-) -> Response {
-    finish(update_resource(&gateway, &headers, &TODOS, &id, body).await)
-}
-
-async fn delete_todo(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    finish(delete_resource(&gateway, &headers, &TODOS, &id, Map::new(), "", "").await)
-}
-
-async fn list_org_members(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Response {
-    finish(
-        async {
-            let variables = page_variables(&query_params(params)?)?;
-            list_resource(&gateway, &headers, &ORG_MEMBERS, variables, "", "").await
         }
         .await,
     )
@@ -754,31 +708,6 @@ fn nest_chart(members: Vec<Value>) -> Vec<Value> {
     }
     roots.reverse();
     roots
-}
-
-async fn create_org_member(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    finish(create_resource(&gateway, &headers, &ORG_MEMBERS, body).await)
-}
-
-async fn get_org_member(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    finish(get_resource(&gateway, &headers, &ORG_MEMBERS, &id).await)
-}
-
-async fn update_org_member(
-    State(gateway): State<SharedGateway>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
-) -> Response {
-    finish(update_resource(&gateway, &headers, &ORG_MEMBERS, &id, body).await)
 }
 
 async fn delete_org_member(
