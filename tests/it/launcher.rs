@@ -3,7 +3,8 @@
 //! setting.
 //!
 //! The helpers here start the binary with every address on a free port and
-//! talk to its gateway the way a client does, with a bearer token.
+//! talk to its gateway the way a client does (REST and GraphQL with a bearer
+//! token); `isolation.rs` uses them to run it in cluster mode.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -227,6 +228,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The REST error code, `error.code`.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<none>")
+    }
+
+    /// The `extensions.code` of every GraphQL error.
+    pub fn graphql_codes(&self) -> Vec<&str> {
+        let errors = self.body["errors"].as_array().into_iter().flatten();
+        errors
+            .map(|error| error["extensions"]["code"].as_str().unwrap_or("<none>"))
+            .collect()
+    }
+
     /// The body of a 200 answer; panics with the answer otherwise.
     #[track_caller]
     pub fn ok(self) -> Value {
@@ -239,6 +253,14 @@ impl Reply {
     pub fn created(self) -> Value {
         assert_eq!(self.status, 201, "{}", self.body);
         self.body
+    }
+
+    /// The `data` of a GraphQL answer without errors.
+    #[track_caller]
+    pub fn data(self) -> Value {
+        assert_eq!(self.status, 200, "{}", self.body);
+        assert!(self.body["errors"].is_null(), "{}", self.body);
+        self.body["data"].clone()
     }
 }
 
@@ -300,6 +322,24 @@ impl Gateway {
             .await
     }
 
+    /// `PATCH path` with `token` and a JSON body.
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(self.request(Method::PATCH, path, Some(token)).json(&body))
+            .await
+    }
+
+    /// `DELETE path` with `token`.
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send(self.request(Method::DELETE, path, Some(token)))
+            .await
+    }
+
+    /// A GraphQL operation with `token`.
+    pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> Reply {
+        let body = json!({"query": query, "variables": variables});
+        self.post("/graphql", token, body).await
+    }
+
     /// Signs up through `POST /tenants`, as a new customer does.
     pub async fn sign_up(&self, name: &str, services: &[&str]) -> Tenant {
         let body = json!({"name": name, "services": services});
@@ -344,7 +384,7 @@ impl Gateway {
 }
 
 /// What a client reads back of everything a tenant made, by path.
-async fn read_back(
+pub async fn read_back(
     gateway: &Gateway,
     tenant: &Tenant,
     paths: &[String],

@@ -4,6 +4,7 @@
 mod broker_outage;
 mod compose_file;
 mod facts;
+mod isolation;
 mod launcher;
 mod provisioning;
 mod stack;
