@@ -14,7 +14,8 @@ use axum::{
 };
 use serde_json::json;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 use uuid::Uuid;
 
 use crate::{
@@ -125,15 +126,20 @@ pub fn router(gateway: SharedGateway) -> Router {
         .route("/graphql", get(graphiql).post(graphql))
         .merge(rest::routes())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<Body>| {
-                // `tenant_id` is filled in once the token is verified.
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    tenant_id = tracing::field::Empty,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<Body>| {
+                    // `tenant_id` is filled in once the token is verified.
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        tenant_id = tracing::field::Empty,
+                    )
+                })
+                // A 503 before composition or while a tenant is provisioned
+                // is expected, and a real failure is logged once where it
+                // happens, with its cause: the status alone is debug detail.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .with_state(gateway)
 }
