@@ -1,6 +1,6 @@
 //! The launcher binary as a user runs it: embedded by default, keeping its
-//! data across a restart, and failing with a clear error naming a bad
-//! setting.
+//! data across a restart, reading its configuration file, and failing with
+//! a clear error naming a bad setting.
 //!
 //! The helpers here start the binary with every address on a free port and
 //! talk to its gateway the way a client does (REST and GraphQL with a bearer
@@ -87,6 +87,9 @@ pub fn launcher(settings: &[(&str, String)], ports: &Ports) -> Command {
         .env("NO_COLOR", "1")
         .envs(ports.addresses())
         .envs(settings.iter().map(|(key, value)| (*key, value)))
+        // Away from the repository, where a developer's own
+        // hybrid-tenancy.toml would be read.
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
@@ -494,4 +497,52 @@ async fn an_unreachable_broker_is_named_after_bounded_retries() {
     let brokers = format!("127.0.0.1:{}", free_port());
     let stderr = startup_error(&[("KAFKA_BROKERS", &brokers)], Duration::from_secs(90)).await;
     assert!(stderr.contains("KAFKA_BROKERS"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_configuration_file_supplies_settings_that_the_environment_overrides() {
+    let run = RunDirectory::new("config-file");
+    let file = run.path("settings.toml");
+    std::fs::write(&file, "database_url = \"mysql//from-the-file\"\n").unwrap();
+    let file = file.display().to_string();
+
+    // The file is read: its bad setting stops start-up, named.
+    let stderr = startup_error(&[("HYBRID_TENANCY_CONFIG", &file)], Duration::from_secs(10)).await;
+    assert!(
+        stderr.contains("DATABASE_URL") && stderr.contains("mysql"),
+        "{stderr}"
+    );
+
+    // A variable that is set wins over the file.
+    let embedded = format!("sqlite://{}", run.path("data").display());
+    let settings = [
+        ("HYBRID_TENANCY_CONFIG", file),
+        ("DATA_DIR", run.path("data").display().to_string()),
+        ("DATABASE_URL", embedded),
+    ];
+    Launched::start(&settings, run.path("launcher.log"))
+        .await
+        .stop()
+        .await;
+}
+
+#[tokio::test]
+async fn a_misspelt_setting_in_the_default_configuration_file_stops_start_up() {
+    let run = RunDirectory::new("config-default");
+    std::fs::write(run.path("hybrid-tenancy.toml"), "databse_url = \"x\"\n").unwrap();
+    let data = run.path("data").display().to_string();
+    let mut command = launcher(&[("DATA_DIR", data)], &Ports::free());
+    command
+        .current_dir(run.path(""))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+
+    let output = tokio::time::timeout(Duration::from_secs(10), command.output())
+        .await
+        .expect("gives up at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("hybrid-tenancy.toml"), "{stderr}");
+    assert!(stderr.contains("databse_url is not a setting"), "{stderr}");
 }
