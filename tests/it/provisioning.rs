@@ -8,11 +8,12 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 use tenancy::TenantId;
 use tenancy::bus::Delivery;
+use tenancy::config::PoolLimits;
 use tenancy::consumer::MessageHandler;
 use tenancy::events::SignupEvent;
 use tenancy::registry::DatabaseStatus;
 
-use crate::stack::{Stack, first_code};
+use crate::stack::{Stack, first_code, fresh_config, kafka_brokers};
 
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -261,18 +262,78 @@ async fn a_request_while_the_database_is_being_created_gets_tenant_provisioning(
 }
 
 #[tokio::test]
-async fn fact_pools_stay_bounded_as_tenants_grow() {
-    let stack = Stack::start().await;
-    let limit = stack.config.tenancy.pools.max_pools;
-    let tenants: Vec<TenantId> = (0..limit + 4).map(|_| TenantId::new()).collect();
+async fn fact_connections_stay_bounded_as_tenants_grow() {
+    let mut config = fresh_config(&kafka_brokers());
+    config.tenancy.pools = PoolLimits {
+        connections_per_pool: 1,
+        max_pools: 2,
+        idle: Duration::from_secs(60),
+    };
+    let stack = Stack::start_with(config).await;
+    let limits = stack.config.tenancy.pools.clone();
+    let bound = limits.max_pools * u64::from(limits.connections_per_pool);
+
+    // A request still running on the first tenant's pool while seven more
+    // tenants, one request each, push that pool out of the cache.
+    let tenants: Vec<TenantId> = (0..8).map(|_| TenantId::new()).collect();
+    let mut first = None;
     for tenant in &tenants {
         stack.track(*tenant);
         stack.fact.provisioner.provision(*tenant).await.unwrap();
-        let conn = stack.fact.selector.connection(*tenant).await.unwrap();
-        fact_subgraph::store::list(&conn, None, 1).await.unwrap();
+        if first.is_none() {
+            first = Some(stack.fact.selector.connection(*tenant).await.unwrap());
+        }
+        let (_, body) = stack
+            .graphql(
+                &stack.fact_url,
+                Some(*tenant),
+                "{ facts { nodes { id } } }",
+                json!({}),
+            )
+            .await;
+        assert!(body["data"]["facts"]["nodes"].is_array(), "{body}");
     }
-    assert!(stack.fact.selector.open_pools().await <= limit);
+
+    // Evicted, but not cut off under the request that holds it.
+    let first = first.unwrap();
+    fact_subgraph::store::list(&first, None, 1).await.unwrap();
+    drop(first);
+
+    assert!(stack.fact.selector.open_pools().await <= limits.max_pools);
+    let databases: Vec<String> = tenants.iter().map(|t| t.database_name("fact")).collect();
+    let started = std::time::Instant::now();
+    loop {
+        let open = server_connections(&stack, &databases).await;
+        if open <= bound {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{open} connections to the tenant databases, bound {bound}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stack.cleanup().await;
+}
+
+/// Connections the server has open to `databases`, from any client.
+async fn server_connections(stack: &Stack, databases: &[String]) -> u64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let names: Vec<String> = databases.iter().map(|d| format!("'{d}'")).collect();
+    let sql = format!(
+        "SELECT count(*) AS open FROM pg_stat_activity WHERE datname IN ({})",
+        names.join(", ")
+    );
+    let row = stack
+        .meta
+        .query_one_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            sql,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "open").unwrap() as u64
 }
 
 #[tokio::test]

@@ -3,10 +3,12 @@
 //!
 //! Pools are opened on first use, one small pool per tenant database, and
 //! kept in a bounded cache: beyond [`PoolLimits::max_pools`] the least
-//! recently used pool is dropped (closing its connections), and a pool idle
-//! for [`PoolLimits::idle`] is dropped too. So an app process never holds
-//! more than `max_pools × connections_per_pool` tenant connections, however
-//! many tenants exist.
+//! recently used pool leaves the cache, and so does a pool idle for
+//! [`PoolLimits::idle`]. A pool that left the cache closes its connections as
+//! soon as no request holds it any more (its last handle is dropped), so a
+//! request that was running on it finishes undisturbed. Once requests finish,
+//! an app process holds at most `max_pools × connections_per_pool` tenant
+//! connections, however many tenants exist.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -62,9 +64,22 @@ impl ConnectionSelector {
         default_host: Arc<DatabaseHost>,
         limits: &PoolLimits,
     ) -> Self {
+        // Least recently used, not moka's default TinyLFU: TinyLFU may refuse
+        // a new entry, evicting the pool just opened for the request that
+        // needs it instead of one nobody uses.
+        //
+        // The listener only logs. The cache holds one handle of a pool that
+        // sqlx reference-counts; requests hold others (some clone the bare
+        // `DatabaseConnection`), and the pool closes its connections when the
+        // last handle is dropped. Closing it here would fail those requests.
         let pools = moka::future::Cache::builder()
             .max_capacity(limits.max_pools)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_idle(limits.idle)
+            .eviction_listener(|tenant: Arc<TenantId>, _pool, cause| {
+                let tenant_id = tenant.to_string();
+                tracing::debug!(target: "tenancy::selector", tenant_id, ?cause, "pool left the cache");
+            })
             .build();
         let pool_options = PoolOptions {
             max_connections: limits.connections_per_pool,
@@ -107,6 +122,10 @@ impl ConnectionSelector {
             })
             .await
             .map_err(|error| Error::Internal(anyhow::anyhow!("{error:#}")))?;
+
+        // moka evicts lazily, on later cache activity; a new pool may have
+        // pushed the cache past its bound, so evict now, not whenever.
+        inner.pools.run_pending_tasks().await;
         Ok(TenantConnection { tenant, db })
     }
 
