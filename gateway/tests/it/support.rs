@@ -60,7 +60,7 @@ pub fn now() -> i64 {
 
 /// Claims of a valid token for `tenant`.
 pub fn claims_for(tenant: Uuid) -> Value {
-    json!({ "tenant_id": tenant, "jti": Uuid::new_v4(), "iat": now(), "exp": now() + 3600, "sub": "test" })
+    json!({ "tenant_id": tenant, "jti": Uuid::new_v4(), "iat": now(), "exp": now() + 3600, "sub": "test", "iss": "hybrid-tenancy" })
 }
 
 /// An HTTP server on a fixed local port that can be stopped and started again.
