@@ -5,7 +5,7 @@
 //! sits here, so moving to another planner version touches one module.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     panic::AssertUnwindSafe,
     sync::{Arc, Mutex, OnceLock},
 };
@@ -31,8 +31,15 @@ use crate::error::GatewayError;
 
 /// Most tokens a client document may have; parsing stops there.
 const MAX_DOCUMENT_TOKENS: usize = 20_000;
-/// Prepared operations kept per supergraph before the cache starts over.
+/// Most prepared operations kept per supergraph.
 const PLAN_CACHE_CAPACITY: usize = 1_000;
+/// Most bytes the prepared operations kept per supergraph may weigh (see
+/// [`PreparedCache`]): the count alone would let a thousand padded
+/// documents hold a gigabyte.
+pub const PLAN_CACHE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Operations weighing more are prepared again each time instead of being
+/// cached: one of them would push out dozens of ordinary ones.
+pub const PLAN_CACHE_MAX_ENTRY_BYTES: usize = PLAN_CACHE_MAX_BYTES / 64;
 
 /// Depth and size limits applied to client operations.
 #[derive(Debug, Clone, Copy)]
@@ -53,8 +60,76 @@ pub struct PreparedOperation {
     pub plan: QueryPlan,
 }
 
-/// Prepared operations by operation text and operation name.
-type PreparedCache = HashMap<(String, Option<String>), Arc<PreparedOperation>>;
+/// What prepared operations are found by: operation text and name.
+type CacheKey = (String, Option<String>);
+
+/// Prepared operations, bounded by count and by weight; the oldest leave
+/// first when either bound is reached.
+///
+/// An entry weighs its key (the client's text, comments and all) plus twice
+/// the JSON size of its normalized operation and plan, a rough stand-in for
+/// the heap those take.
+#[derive(Default)]
+struct PreparedCache {
+    entries: HashMap<Arc<CacheKey>, (Arc<PreparedOperation>, usize)>,
+    /// Keys from oldest to newest, for eviction.
+    order: VecDeque<Arc<CacheKey>>,
+    /// Sum of the entries' weights.
+    bytes: usize,
+}
+
+impl PreparedCache {
+    fn get(&self, key: &CacheKey) -> Option<Arc<PreparedOperation>> {
+        self.entries.get(key).map(|(prepared, _)| prepared.clone())
+    }
+
+    fn insert(&mut self, key: CacheKey, prepared: Arc<PreparedOperation>) {
+        let weight = weight_of(&key, &prepared);
+        // Another request may have prepared the same operation meanwhile.
+        if weight > PLAN_CACHE_MAX_ENTRY_BYTES || self.entries.contains_key(&key) {
+            return;
+        }
+
+        while self.entries.len() >= PLAN_CACHE_CAPACITY
+            || self.bytes + weight > PLAN_CACHE_MAX_BYTES
+        {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some((_, evicted)) = self.entries.remove(&oldest) {
+                self.bytes -= evicted;
+            }
+        }
+
+        let key = Arc::new(key);
+        self.order.push_back(key.clone());
+        self.entries.insert(key, (prepared, weight));
+        self.bytes += weight;
+    }
+}
+
+fn weight_of(key: &CacheKey, prepared: &PreparedOperation) -> usize {
+    let key_bytes = key.0.len() + key.1.as_ref().map_or(0, String::len);
+    key_bytes + 2 * (json_len(&prepared.operation) + json_len(&prepared.plan))
+}
+
+/// Length of a value's JSON encoding, counted without building it.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Encoding plan types cannot fail; a partial count is still a count.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
 
 /// A composed supergraph and everything derived from it.
 pub struct Supergraph {
@@ -93,7 +168,7 @@ impl Supergraph {
             planner,
             subgraph_urls: urls,
             validation_plan: graphql_tools::validation::rules::default_rules_validation_plan(),
-            prepared: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(PreparedCache::default()),
             introspection: OnceLock::new(),
         })
     }
@@ -126,7 +201,8 @@ impl Supergraph {
     }
 
     /// Parses, checks, validates, normalizes and plans a client operation,
-    /// reusing the result for the same text and operation name.
+    /// reusing the result for the same text and operation name. Only
+    /// operations that prepare successfully are cached.
     pub fn prepare(
         &self,
         query: &str,
@@ -135,16 +211,19 @@ impl Supergraph {
     ) -> Result<Arc<PreparedOperation>, GatewayError> {
         let key = (query.to_owned(), operation_name.map(str::to_owned));
         if let Some(prepared) = self.lock_prepared().get(&key) {
-            return Ok(prepared.clone());
+            return Ok(prepared);
         }
 
         let prepared = Arc::new(self.prepare_uncached(query, operation_name, limits)?);
-        let mut cache = self.lock_prepared();
-        if cache.len() >= PLAN_CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(key, prepared.clone());
+        self.lock_prepared().insert(key, prepared.clone());
         Ok(prepared)
+    }
+
+    /// How many prepared operations are cached, and what they weigh.
+    #[cfg(test)]
+    fn plan_cache_usage(&self) -> (usize, usize) {
+        let cache = self.lock_prepared();
+        (cache.entries.len(), cache.bytes)
     }
 
     /// Answers an operation that selects only `__schema`/`__type` (and
@@ -259,5 +338,65 @@ impl Supergraph {
         .map_err(|_| anyhow!("the query planner panicked on {query:?}"))?
         .map_err(|error| anyhow!("planning {query:?}: {error}"))?;
         Ok(PreparedOperation { operation, plan })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: OperationLimits = OperationLimits {
+        max_depth: 15,
+        max_fields: 2000,
+    };
+
+    #[test]
+    fn padded_operations_cannot_grow_the_plan_cache_past_its_budget() {
+        let supergraph = crate::federation::test_supergraph();
+        let padding = "x".repeat(200 * 1024);
+        for index in 0..100 {
+            let query = format!("# {padding}{index}\n{{ me {{ name }} }}");
+            supergraph.prepare(&query, None, LIMITS).unwrap();
+        }
+
+        let (entries, bytes) = supergraph.plan_cache_usage();
+        assert!(
+            bytes <= PLAN_CACHE_MAX_BYTES,
+            "{entries} entries weigh {bytes}"
+        );
+        let text: usize = supergraph
+            .lock_prepared()
+            .entries
+            .keys()
+            .map(|key| key.0.len())
+            .sum();
+        assert!(text <= PLAN_CACHE_MAX_BYTES, "{text} bytes of text cached");
+        // The newest stay: the cache still does its job.
+        assert!(entries >= 50, "{entries}");
+    }
+
+    #[test]
+    fn an_operation_heavier_than_an_entry_may_weigh_is_not_cached() {
+        let supergraph = crate::federation::test_supergraph();
+        let padded = format!(
+            "# {}\n{{ me {{ name }} }}",
+            "x".repeat(PLAN_CACHE_MAX_ENTRY_BYTES)
+        );
+        supergraph.prepare(&padded, None, LIMITS).unwrap();
+        assert_eq!(supergraph.plan_cache_usage().0, 0);
+
+        let first = supergraph.prepare("{ me { name } }", None, LIMITS).unwrap();
+        let again = supergraph.prepare("{ me { name } }", None, LIMITS).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(supergraph.plan_cache_usage().0, 1);
+    }
+
+    #[test]
+    fn operations_that_fail_to_prepare_are_not_cached() {
+        let supergraph = crate::federation::test_supergraph();
+        for query in ["{ me {", "{ nope }", "{ me { name } } { me { id } }"] {
+            assert!(supergraph.prepare(query, None, LIMITS).is_err(), "{query}");
+        }
+        assert_eq!(supergraph.plan_cache_usage(), (0, 0));
     }
 }
