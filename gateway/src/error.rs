@@ -48,6 +48,12 @@ pub enum GatewayError {
     /// The operation selects more fields than allowed: 400 `QUERY_TOO_COMPLEX`.
     #[error("the operation selects more than {0} fields")]
     QueryTooComplex(usize),
+    /// The planner could not plan a valid operation: 500 `INTERNAL` with a
+    /// message saying so. The planner's reason is logged as a warning,
+    /// without the operation's text: any client can cause this, and the
+    /// text may be large or carry personal data.
+    #[error("the gateway could not plan this operation")]
+    PlanningFailed(String),
     /// The supergraph is not composed yet: 503 `SUPERGRAPH_NOT_READY`.
     #[error("the gateway has not composed its schema yet")]
     SupergraphNotReady,
@@ -69,7 +75,7 @@ impl GatewayError {
             Self::QueryTooDeep(_) => "QUERY_TOO_DEEP",
             Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
             Self::SupergraphNotReady => "SUPERGRAPH_NOT_READY",
-            Self::Internal(_) => "INTERNAL",
+            Self::PlanningFailed(_) | Self::Internal(_) => "INTERNAL",
         }
     }
 
@@ -93,6 +99,9 @@ impl GatewayError {
         match self {
             Self::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "internal error")
+            }
+            Self::PlanningFailed(reason) => {
+                tracing::warn!(target: "gateway::plan", reason, "operation not planned")
             }
             Self::UpstreamUnavailable => tracing::warn!("{self}"),
             Self::Unauthenticated(reason) => tracing::debug!(reason, "request refused"),

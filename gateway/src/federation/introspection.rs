@@ -27,7 +27,9 @@ pub struct IntrospectionSchema {
 
 /// Whether the operation selects `__schema` or `__type`: `Some(true)` when it
 /// selects only introspection fields, `Some(false)` when it mixes them with
-/// data fields (not supported), `None` when it does not introspect.
+/// data fields (not supported), `None` when it does not introspect. Root
+/// fragments are looked through, so `{ ...F } fragment F on Query {
+/// __schema { … } }` counts as introspection too.
 pub fn introspection_kind(document: &ClientDocument, operation_name: Option<&str>) -> Option<bool> {
     let operation = select_operation(document, operation_name)?;
     let (query::OperationDefinition::Query(_) | query::OperationDefinition::SelectionSet(_)) =
@@ -35,15 +37,7 @@ pub fn introspection_kind(document: &ClientDocument, operation_name: Option<&str
     else {
         return None;
     };
-    let root = root_selection_set(operation);
-    let names: Vec<&str> = root
-        .items
-        .iter()
-        .map(|item| match item {
-            Selection::Field(field) => field.name.as_str(),
-            _ => "",
-        })
-        .collect();
+    let names = root_field_names(document, root_selection_set(operation));
     if !names
         .iter()
         .any(|name| *name == "__schema" || *name == "__type")
@@ -55,6 +49,48 @@ pub fn introspection_kind(document: &ClientDocument, operation_name: Option<&str
             .iter()
             .all(|name| INTROSPECTION_ROOT_FIELDS.contains(name)),
     )
+}
+
+/// Names of the fields a root selection set selects, inline fragments and
+/// fragment spreads expanded (whatever their type condition or directives:
+/// a field that might be selected counts). A spread of an unknown fragment,
+/// or one already being expanded, adds nothing; validation reports both.
+fn root_field_names<'a>(
+    document: &'a ClientDocument,
+    root: &'a SelectionSet<'static, String>,
+) -> Vec<&'a str> {
+    let mut names = Vec::new();
+    let mut pending = vec![root];
+    let mut expanded: Vec<&str> = Vec::new();
+    while let Some(selection_set) = pending.pop() {
+        for item in &selection_set.items {
+            match item {
+                Selection::Field(field) => names.push(field.name.as_str()),
+                Selection::InlineFragment(fragment) => pending.push(&fragment.selection_set),
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.fragment_name.as_str();
+                    if expanded.contains(&name) {
+                        continue;
+                    }
+                    expanded.push(name);
+                    let fragment =
+                        document
+                            .definitions
+                            .iter()
+                            .find_map(|definition| match definition {
+                                QueryDefinition::Fragment(fragment) if fragment.name == name => {
+                                    Some(fragment)
+                                }
+                                _ => None,
+                            });
+                    if let Some(fragment) = fragment {
+                        pending.push(&fragment.selection_set);
+                    }
+                }
+            }
+        }
+    }
+    names
 }
 
 fn root_selection_set<'a>(

@@ -327,7 +327,8 @@ impl Supergraph {
                 .map_err(|error| GatewayError::GraphqlValidationFailed(vec![error.to_string()]))?;
         let operation = normalized.operation;
         // The planner is third-party code working on client input; a panic in
-        // it must cost one request, not the process.
+        // it must cost one request, not the process. Its reason is kept short:
+        // it may quote parts of the operation.
         let plan = std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.planner.plan_from_normalized_operation(
                 &operation,
@@ -335,9 +336,19 @@ impl Supergraph {
                 &CancellationToken::new(),
             )
         }))
-        .map_err(|_| anyhow!("the query planner panicked on {query:?}"))?
-        .map_err(|error| anyhow!("planning {query:?}: {error}"))?;
+        .map_err(|_| GatewayError::PlanningFailed("the query planner panicked".to_owned()))?
+        .map_err(|error| GatewayError::PlanningFailed(shortened(&error.to_string())))?;
         Ok(PreparedOperation { operation, plan })
+    }
+}
+
+/// Longest planner reason logged, in characters.
+const MAX_REASON_CHARS: usize = 300;
+
+fn shortened(reason: &str) -> String {
+    match reason.char_indices().nth(MAX_REASON_CHARS) {
+        Some((end, _)) => format!("{}…", &reason[..end]),
+        None => reason.to_owned(),
     }
 }
 
@@ -398,5 +409,22 @@ mod tests {
             assert!(supergraph.prepare(query, None, LIMITS).is_err(), "{query}");
         }
         assert_eq!(supergraph.plan_cache_usage(), (0, 0));
+    }
+
+    #[test]
+    fn a_planner_failure_is_reported_without_the_operation_text() {
+        let supergraph = crate::federation::test_supergraph();
+        // Introspection is answered before planning; handed to the planner
+        // anyway it is an operation the planner cannot plan.
+        let query = "query { ...F } fragment F on Query { __schema { queryType { name } } }";
+
+        let error = supergraph.prepare(query, None, LIMITS).unwrap_err();
+
+        assert!(
+            matches!(error, GatewayError::PlanningFailed(_)),
+            "{error:?}"
+        );
+        assert_eq!((error.code(), error.status().as_u16()), ("INTERNAL", 500));
+        assert!(!format!("{error:?}").contains("fragment F"), "{error:?}");
     }
 }

@@ -125,3 +125,53 @@ async fn introspection_mixed_with_data_fields_is_refused() {
         (400, &json!("GRAPHQL_VALIDATION_FAILED"))
     );
 }
+
+#[tokio::test]
+async fn introspection_behind_root_fragments_is_answered() {
+    let stack = Stack::start().await;
+    for query in [
+        "query { ...F } fragment F on Query { __schema { queryType { name } } }",
+        "{ ... on Query { __schema { queryType { name } } } }",
+        "{ ... { ...F } } fragment F on Query { __schema { queryType { name } } }",
+    ] {
+        let (status, body) = stack.graphql(query, json!({})).await;
+        assert_eq!(
+            (status, &body),
+            (
+                200,
+                &json!({ "data": { "__schema": { "queryType": { "name": "Query" } } } })
+            ),
+            "{query}"
+        );
+    }
+
+    let (status, body) = stack
+        .graphql(
+            "{ ...T __typename } fragment T on Query { t: __type(name: \"Fact\") { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({ "data": { "t": { "name": "Fact" }, "__typename": "Query" } })
+        )
+    );
+}
+
+#[tokio::test]
+async fn introspection_mixed_with_data_fields_behind_a_fragment_is_refused() {
+    let stack = Stack::start().await;
+    for query in [
+        "{ me { name } ...F } fragment F on Query { __schema { queryType { name } } }",
+        "{ __schema { queryType { name } } ... on Query { me { name } } }",
+    ] {
+        let (status, body) = stack.graphql(query, json!({})).await;
+        assert_eq!(
+            (status, &body["errors"][0]["extensions"]["code"]),
+            (400, &json!("GRAPHQL_VALIDATION_FAILED")),
+            "{query}: {body}"
+        );
+    }
+}
