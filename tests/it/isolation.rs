@@ -66,7 +66,12 @@ impl ClusterStack {
     /// Signs up for every service through `POST /tenants`, remembering
     /// the tenant so that its databases are dropped too.
     async fn sign_up(&self, name: &str) -> Tenant {
-        let tenant = self.gateway().sign_up(name, &APPS).await;
+        self.sign_up_for(name, &APPS).await
+    }
+
+    /// Signs up a tenant for `services` only.
+    async fn sign_up_for(&self, name: &str, services: &[&str]) -> Tenant {
+        let tenant = self.gateway().sign_up(name, services).await;
         let id = tenant.id.parse().expect("a tenant id is a UUID");
         self.databases.tenants.lock().unwrap().push(id);
         tenant
@@ -558,4 +563,37 @@ async fn one_graphql_query_answers_with_data_from_all_four_subgraphs() {
         }});
         assert_eq!(data.data(), expected);
     }
+}
+
+#[tokio::test]
+async fn a_field_of_an_app_the_tenant_lacks_fails_alone() {
+    let stack = ClusterStack::start().await;
+    let tenant = stack.sign_up_for("Initech", &["fact"]).await;
+    stack.gateway().wait_until_ready(&tenant).await;
+    let fact = json!({"text": "Kept"});
+    stack
+        .gateway()
+        .post("/facts", &tenant.token, fact)
+        .await
+        .created();
+
+    // The todo part is refused; the tenant and its facts still arrive.
+    let query = "{ me { name facts { nodes { text } } todos { nodes { id } } } }";
+    let reply = stack
+        .gateway()
+        .graphql(&tenant.token, query, json!({}))
+        .await;
+    assert_eq!(
+        reply.graphql_codes(),
+        ["SERVICE_NOT_ENABLED"],
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["errors"][0]["path"], json!(["me", "todos"]));
+    let expected = json!({"me": {
+        "name": "Initech",
+        "facts": {"nodes": [{"text": "Kept"}]},
+        "todos": null,
+    }});
+    assert_eq!(reply.body["data"], expected);
 }

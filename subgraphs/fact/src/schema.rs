@@ -71,13 +71,13 @@ impl Tenant {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Fact>> {
+    ) -> async_graphql::Result<Option<Connection<String, Fact>>> {
         // Only the caller's own tenant can be extended with its facts.
         let conn = connection(ctx).await?;
         if self.id.as_str() != conn.tenant().to_string() {
             return Err(Error::NotFound("no such tenant".into()).into());
         }
-        Ok(list_facts(&conn, first, after.as_deref()).await?)
+        Ok(Some(list_facts(&conn, first, after.as_deref()).await?))
     }
 }
 
@@ -92,16 +92,16 @@ impl Query {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Fact>> {
+    ) -> async_graphql::Result<Option<Connection<String, Fact>>> {
         let conn = connection(ctx).await?;
-        Ok(list_facts(&conn, first, after.as_deref()).await?)
+        Ok(Some(list_facts(&conn, first, after.as_deref()).await?))
     }
 
     /// One fact by id; `NOT_FOUND` when the caller has no such fact.
-    async fn fact(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Fact> {
+    async fn fact(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Fact>> {
         let id = parse_uuid(&id, "id")?;
         let conn = connection(ctx).await?;
-        Ok(store::get(&conn, id).await?.into())
+        Ok(Some(store::get(&conn, id).await?.into()))
     }
 
     /// A random fact; `NOT_FOUND` when the caller has none.

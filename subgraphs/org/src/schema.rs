@@ -139,13 +139,13 @@ pub struct Tenant {
 impl Tenant {
     /// The top of the tenant's org chart: the members without a manager,
     /// each with its `reports`.
-    async fn org_chart(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<OrgMember>> {
+    async fn org_chart(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<OrgMember>>> {
         // Only the caller's own tenant can be extended with its chart.
         let db = database(ctx).await?;
         if self.id.as_str() != db.tenant().to_string() {
             return Err(Error::NotFound("no such tenant".into()).into());
         }
-        Ok(roots(ctx).await?)
+        Ok(Some(roots(ctx).await?))
     }
 }
 
@@ -160,26 +160,32 @@ impl Query {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, OrgMember>> {
+    ) -> async_graphql::Result<Option<Connection<String, OrgMember>>> {
         let page = PageRequest::new(first, after.as_deref())?;
         let db = database(ctx).await?;
         let rows = store::list(&db, page.after, page.fetch_limit()).await?;
         let chart = ChartSlot::default();
         let members = rows.iter().map(|row| OrgMember::new(row, &chart)).collect();
-        Ok(page.connection(members, |member: &OrgMember| member.key))
+        Ok(Some(
+            page.connection(members, |member: &OrgMember| member.key),
+        ))
     }
 
     /// One member by id; `NOT_FOUND` when the caller has no such member.
-    async fn org_member(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<OrgMember> {
+    async fn org_member(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<OrgMember>> {
         let id = parse_uuid(&id, "id")?;
         let db = database(ctx).await?;
-        Ok(OrgMember::alone(&store::get(&db, id).await?))
+        Ok(Some(OrgMember::alone(&store::get(&db, id).await?)))
     }
 
     /// The top of the caller's org chart: the members without a manager,
     /// oldest first, each with its `reports` to any depth.
-    async fn org_chart(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<OrgMember>> {
-        Ok(roots(ctx).await?)
+    async fn org_chart(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<OrgMember>>> {
+        Ok(Some(roots(ctx).await?))
     }
 
     /// Every member of the caller's chart in chart order: each root, then
@@ -187,14 +193,19 @@ impl Query {
     /// comes after its manager. Rebuilding the tree from `managerId` gives
     /// the whole chart, however deep, where `orgChart` needs one `reports`
     /// selection per level.
-    async fn org_chart_members(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<OrgMember>> {
+    async fn org_chart_members(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Vec<OrgMember>>> {
         let chart = ChartSlot::default();
         let loaded = chart.get(ctx).await?;
-        Ok(loaded
-            .in_chart_order()
-            .into_iter()
-            .map(|member| OrgMember::new(member, &chart))
-            .collect())
+        Ok(Some(
+            loaded
+                .in_chart_order()
+                .into_iter()
+                .map(|member| OrgMember::new(member, &chart))
+                .collect(),
+        ))
     }
 
     /// Resolves `Tenant` references from other subgraphs.
@@ -360,10 +371,10 @@ mod tests {
     fn the_sdl_has_the_contract_fields_and_extends_the_tenant_entity() {
         let sdl = sdl();
         for line in [
-            "orgMembers(first: Int, after: String): OrgMemberConnection!",
-            "orgMember(id: ID!): OrgMember!",
-            "orgChart: [OrgMember!]!",
-            "orgChartMembers: [OrgMember!]!",
+            "orgMembers(first: Int, after: String): OrgMemberConnection\n",
+            "orgMember(id: ID!): OrgMember\n",
+            "orgChart: [OrgMember!]\n",
+            "orgChartMembers: [OrgMember!]\n",
             "createOrgMember(input: CreateOrgMemberInput!): OrgMember!",
             "updateOrgMember(id: ID!, input: UpdateOrgMemberInput!): OrgMember!",
             "deleteOrgMember(id: ID!, reassignReportsTo: ID): ID!",

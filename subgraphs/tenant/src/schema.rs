@@ -116,7 +116,10 @@ impl From<api_token::Model> for ApiToken {
 #[ComplexObject]
 impl Tenant {
     /// The apps this tenant signed up for, with their database status.
-    async fn services(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TenantService>> {
+    async fn services(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Vec<TenantService>>> {
         let state = ctx.data_unchecked::<TenantState>();
         let id = parse_uuid(&self.id, "id")?;
         let rows = tenant_service::Entity::find()
@@ -125,17 +128,18 @@ impl Tenant {
             .all(&state.db)
             .await
             .map_err(Error::from)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| TenantService {
-                name: row.service,
-                status: row.status,
-            })
-            .collect())
+        Ok(Some(
+            rows.into_iter()
+                .map(|row| TenantService {
+                    name: row.service,
+                    status: row.status,
+                })
+                .collect(),
+        ))
     }
 
     /// The tenant's API tokens, newest first (never the tokens themselves).
-    async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiToken>> {
+    async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<ApiToken>>> {
         let state = ctx.data_unchecked::<TenantState>();
         let id = parse_uuid(&self.id, "id")?;
         let rows = api_token::Entity::find()
@@ -144,7 +148,7 @@ impl Tenant {
             .all(&state.db)
             .await
             .map_err(Error::from)?;
-        Ok(rows.into_iter().map(ApiToken::from).collect())
+        Ok(Some(rows.into_iter().map(ApiToken::from).collect()))
     }
 }
 
@@ -154,9 +158,9 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The caller's tenant.
-    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Tenant> {
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
         let tenant = tenant_of(ctx)?;
-        Ok(find_tenant(ctx, tenant).await?)
+        Ok(Some(find_tenant(ctx, tenant).await?))
     }
 
     /// Resolves `Tenant` references; only the caller's own tenant resolves.
