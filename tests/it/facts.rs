@@ -287,3 +287,30 @@ async fn bad_input_gets_a_contract_code_never_a_500() {
     assert_eq!(first_code(&body), "BAD_USER_INPUT");
     stack.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_update_racing_a_delete_is_not_found_never_internal() {
+    let stack = Stack::start().await;
+    let tenant = ready_tenant(&stack, "Race").await;
+    let create = "mutation { createFact(input: {text: \"doomed\"}) { id } }";
+    let update = "mutation($id: ID!) { updateFact(id: $id, input: {text: \"late\"}) { id } }";
+    let delete = "mutation($id: ID!) { deleteFact(id: $id) }";
+
+    // The update reads the fact, then writes it; a delete landing in
+    // between used to surface as INTERNAL. Every round must end with each
+    // call either succeeding or answering NOT_FOUND.
+    for _ in 0..40 {
+        let created = fact_call(&stack, tenant, create, json!({})).await;
+        let id = json!({"id": created["data"]["createFact"]["id"]});
+        let (updated, deleted) = tokio::join!(
+            fact_call(&stack, tenant, update, id.clone()),
+            fact_call(&stack, tenant, delete, id.clone()),
+        );
+        for body in [updated, deleted] {
+            if !body["errors"].is_null() {
+                assert_eq!(first_code(&body), "NOT_FOUND", "{body}");
+            }
+        }
+    }
+    stack.cleanup().await;
+}

@@ -87,7 +87,14 @@ impl Error {
 
 impl From<sea_orm::DbErr> for Error {
     fn from(error: sea_orm::DbErr) -> Self {
-        Error::Internal(error.into())
+        match error {
+            // An update whose row a concurrent request deleted after it was
+            // read: to the client, the record is simply gone.
+            sea_orm::DbErr::RecordNotUpdated => {
+                Error::NotFound("the record no longer exists".into())
+            }
+            error => Error::Internal(error.into()),
+        }
     }
 }
 
@@ -134,6 +141,12 @@ pub fn ensure_error_codes(response: &mut async_graphql::Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_of_a_vanished_row_is_not_found() {
+        let error = Error::from(sea_orm::DbErr::RecordNotUpdated);
+        assert_eq!(error.code(), "NOT_FOUND");
+    }
 
     #[test]
     fn internal_errors_hide_their_details() {

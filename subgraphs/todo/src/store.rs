@@ -119,12 +119,9 @@ pub async fn update(conn: &TenantConnection, id: Uuid, change: TodoChange) -> Re
         row.done = Set(done);
     }
     row.updated_at = Set(Utc::now());
-    match row.update(conn.db()).await {
-        Ok(todo) => Ok(todo),
-        // Deleted by a concurrent request between the read and the write.
-        Err(DbErr::RecordNotUpdated) => Err(Error::NotFound(format!("no todo {id}"))),
-        Err(error) => Err(error.into()),
-    }
+    // A concurrent delete between the read and the write is NOT_FOUND (the
+    // kit's conversion of `RecordNotUpdated`).
+    Ok(row.update(conn.db()).await?)
 }
 
 /// Deletes a TODO; `NOT_FOUND` when it does not exist for this tenant.
