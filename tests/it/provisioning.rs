@@ -1,5 +1,6 @@
 //! Signup → `tenant.signups` → `fact_<tenant>` created, migrated, ready.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -10,7 +11,9 @@ use tenancy::TenantId;
 use tenancy::bus::Delivery;
 use tenancy::config::PoolLimits;
 use tenancy::consumer::MessageHandler;
-use tenancy::events::SignupEvent;
+use tenancy::events::{ServiceName, SignupEvent};
+use tenancy::host::DatabaseHost;
+use tenancy::provisioner::Provisioner;
 use tenancy::registry::DatabaseStatus;
 
 use crate::stack::{Stack, first_code, fresh_config, kafka_brokers};
@@ -389,4 +392,117 @@ async fn an_older_provisioning_report_never_overwrites_a_newer_one() {
         json!([{"name": "org", "status": "ready"}])
     );
     stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_provisioning_is_repaired_once_its_cause_is_gone_without_a_new_event() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
+    use tenant_subgraph::store::{tenant, tenant_service};
+
+    let stack = Stack::start().await;
+    let tenant_id = TenantId::new();
+    stack.track(tenant_id);
+
+    // A tenant of the fact app, as signup records it, but without the event.
+    let now = Utc::now();
+    tenant::ActiveModel {
+        id: Set(tenant_id.as_uuid()),
+        name: Set("Repaired".into()),
+        created_at: Set(now),
+    }
+    .insert(&stack.meta)
+    .await
+    .unwrap();
+    tenant_service::ActiveModel {
+        tenant_id: Set(tenant_id.as_uuid()),
+        service: Set("fact".into()),
+        status: Set("provisioning".into()),
+        error: Set(None),
+        updated_at: Set(now),
+    }
+    .insert(&stack.meta)
+    .await
+    .unwrap();
+
+    // Its database exists with a migration history table of the wrong
+    // shape, so the migrations fail every time.
+    let database = tenant_id.database_name("fact");
+    stack.host.ensure_database(&database).await.unwrap();
+    let options = tenancy::host::PoolOptions {
+        max_connections: 1,
+        idle: Duration::from_secs(5),
+    };
+    let broken = stack.host.connect(&database, options).await.unwrap();
+    broken
+        .execute_unprepared("CREATE TABLE seaql_migrations (broken integer)")
+        .await
+        .unwrap();
+
+    let status = stack.fact.provisioner.provision(tenant_id).await.unwrap();
+    assert_eq!(status, DatabaseStatus::Failed);
+    wait_for_status(&stack, tenant_id, "failed").await;
+    let (_, body) = stack
+        .graphql(
+            &stack.fact_url,
+            Some(tenant_id),
+            "{ facts { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(first_code(&body), "TENANT_PROVISIONING", "{body}");
+
+    // The fact app's repairs, every second instead of every 30: they keep
+    // failing while the cause is there, and succeed once it is gone.
+    let repairing = Arc::new(Provisioner::<migration::FactMigrator>::new(
+        ServiceName::Fact,
+        stack.fact.registry.clone(),
+        Arc::new(DatabaseHost::parse(&stack.config.tenancy.database_url).unwrap()),
+        stack.bus.clone(),
+        &stack.config.tenancy.provisioning_topic,
+        Duration::from_secs(1),
+    ));
+    let repairs = repairing.spawn_repairs(stack.shutdown.clone());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let entry = stack.fact.registry.find(tenant_id).await.unwrap().unwrap();
+    assert_eq!(entry.status, DatabaseStatus::Failed);
+
+    broken
+        .execute_unprepared("DROP TABLE seaql_migrations")
+        .await
+        .unwrap();
+    broken.close().await.unwrap();
+    stack
+        .wait_until_registered_ready(tenant_id, Duration::from_secs(30))
+        .await;
+    wait_for_status(&stack, tenant_id, "ready").await;
+    let (_, body) = stack
+        .graphql(
+            &stack.fact_url,
+            Some(tenant_id),
+            r#"mutation { createFact(input: {text: "Repaired"}) { text } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["createFact"]["text"], "Repaired", "{body}");
+
+    stack.shutdown.cancel();
+    repairs.await.unwrap();
+    stack.cleanup().await;
+}
+
+/// Waits until the tenant service reports `status` for the tenant's fact.
+async fn wait_for_status(stack: &Stack, tenant: TenantId, status: &str) {
+    let expected = json!([{"name": "fact", "status": status}]);
+    let started = std::time::Instant::now();
+    loop {
+        let statuses = stack.statuses(tenant).await;
+        if statuses == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{tenant}: {statuses}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

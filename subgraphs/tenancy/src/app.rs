@@ -1,5 +1,6 @@
 //! Starting an app subgraph's tenancy machinery: its registry, its connection
-//! selector and its provisioner consuming `tenant.signups`.
+//! selector and its provisioner, consuming `tenant.signups` and repairing
+//! what failed.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::config::TenancyConfig;
 use crate::consumer::spawn_consumer;
 use crate::events::ServiceName;
 use crate::host::DatabaseHost;
-use crate::provisioner::Provisioner;
+use crate::provisioner::{Provisioner, REPAIR_INTERVAL};
 use crate::registry::TenantRegistry;
 use crate::selector::ConnectionSelector;
 
@@ -24,13 +25,15 @@ pub struct AppRuntime<M> {
     pub registry: TenantRegistry,
     /// The provisioner, also callable directly (benchmarks, repair).
     pub provisioner: Arc<Provisioner<M>>,
-    /// The provisioner's consumer task; ends after `shutdown`.
+    /// The provisioner's tasks, its consumer and its repairs; ends after
+    /// `shutdown`.
     pub consumer: tokio::task::JoinHandle<()>,
 }
 
 /// Opens (creating and migrating) the app's registry database
 /// `<prefix><app>_registry`, creates the topics it uses, and starts its
-/// provisioner in consumer group `<prefix><app>-provisioner`.
+/// provisioner in consumer group `<prefix><app>-provisioner`, with repairs
+/// every [`REPAIR_INTERVAL`].
 pub async fn start_app<M: MigratorTrait + 'static>(
     service: ServiceName,
     config: &TenancyConfig,
@@ -56,14 +59,19 @@ pub async fn start_app<M: MigratorTrait + 'static>(
         host,
         bus.clone(),
         &config.provisioning_topic,
+        REPAIR_INTERVAL,
     ));
-    let consumer = spawn_consumer(
+    let signups = spawn_consumer(
         bus,
         config.signups_topic.clone(),
         config.consumer_group(&format!("{app}-provisioner")),
         provisioner.clone(),
-        shutdown,
+        shutdown.clone(),
     );
+    let repairs = provisioner.clone().spawn_repairs(shutdown);
+    let consumer = tokio::spawn(async move {
+        let _ = tokio::join!(signups, repairs);
+    });
     Ok(AppRuntime {
         selector,
         registry,

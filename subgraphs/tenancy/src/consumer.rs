@@ -2,8 +2,10 @@
 //!
 //! A handler that fails is retried with capped exponential backoff, without
 //! committing, so no message is lost while a database or the broker is away.
-//! A handler decides itself when a failure is final (it records it durably
-//! and returns `Ok`), which is what lets the offset move on.
+//! A handler decides itself when a failure must stop holding the topic back:
+//! it records the failure durably, to be retried elsewhere (the provisioner
+//! repairs failed tenants on its own), and returns `Ok`, which lets the
+//! offset move on.
 
 use std::sync::Arc;
 use std::time::Duration;

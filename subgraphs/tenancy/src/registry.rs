@@ -1,10 +1,15 @@
 //! An app's TenantDB registry: for each tenant that signed up for the app,
 //! the host and name of its database and whether it is ready.
 
-use chrono::Utc;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, Statement, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, Condition, DatabaseTransaction, QueryOrder, Statement, TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::ids::TenantId;
 
@@ -41,7 +46,8 @@ pub enum DatabaseStatus {
     Provisioning,
     /// Created, migrated, serving requests.
     Ready,
-    /// Provisioning gave up; the error is kept and a redelivery retries.
+    /// Provisioning gave up for now; the error is kept and the app's
+    /// provisioner retries it later on its own.
     Failed,
 }
 
@@ -100,12 +106,19 @@ impl From<tenant_database::Model> for TenantDatabase {
 #[derive(Clone, Debug)]
 pub struct TenantRegistry {
     db: DatabaseConnection,
+    /// The provisioning lock of an embedded (SQLite) registry, which has no
+    /// advisory locks: one process owns the file, so a lock in memory,
+    /// shared by every clone of this registry, serialises its provisioners.
+    local_lock: Arc<Mutex<()>>,
 }
 
 impl TenantRegistry {
     /// Wraps an open, migrated registry database.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            local_lock: Arc::new(Mutex::new(())),
+        }
     }
 
     /// The registry's own connection.
@@ -119,6 +132,29 @@ impl TenantRegistry {
             .one(&self.db)
             .await?;
         Ok(row.map(Into::into))
+    }
+
+    /// The entries provisioning has not finished: every `failed` one, and
+    /// those `provisioning` since before `stalled_before` (whoever was
+    /// provisioning them may have stopped). Longest untouched first.
+    pub async fn unfinished(
+        &self,
+        stalled_before: DateTime<Utc>,
+    ) -> Result<Vec<TenantDatabase>, DbErr> {
+        use tenant_database::Column;
+        let stalled = Condition::all()
+            .add(Column::Status.eq(DatabaseStatus::Provisioning.as_str()))
+            .add(Column::UpdatedAt.lt(stalled_before));
+        let rows = tenant_database::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(Column::Status.eq(DatabaseStatus::Failed.as_str()))
+                    .add(stalled),
+            )
+            .order_by_asc(Column::UpdatedAt)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     /// Registers the tenant's database as provisioning unless an entry
@@ -199,32 +235,107 @@ impl TenantRegistry {
     }
 
     /// Serialises provisioning of one tenant across every instance of the
-    /// app: on PostgreSQL a transaction-scoped advisory lock, held until the
-    /// returned guard is released or dropped. SQLite runs in one process,
-    /// where the consumer already handles one event at a time.
+    /// app, waiting for the lock: on PostgreSQL a transaction-scoped advisory
+    /// lock, held until the returned guard is released or dropped; on SQLite
+    /// the registry's lock in memory (see `local_lock`).
     pub async fn lock(&self, app: &str, tenant: TenantId) -> Result<TenantLock, DbErr> {
-        let transaction = self.db.begin().await?;
-        if self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-            transaction
-                .execute_raw(Statement::from_sql_and_values(
-                    sea_orm::DatabaseBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
-                    [app.into(), tenant.to_string().into()],
-                ))
-                .await?;
+        if !self.is_postgres() {
+            let local = self.local_lock.clone().lock_owned().await;
+            return Ok(TenantLock(Held::Local(local)));
         }
-        Ok(TenantLock { transaction })
+        let transaction = self.db.begin().await?;
+        transaction
+            .execute_raw(Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+                [app.into(), tenant.to_string().into()],
+            ))
+            .await?;
+        Ok(TenantLock(Held::Advisory(transaction)))
+    }
+
+    /// The same lock as [`Self::lock`] if nobody holds it, else `None`: the
+    /// holder is provisioning the tenant right now.
+    pub async fn try_lock(&self, app: &str, tenant: TenantId) -> Result<Option<TenantLock>, DbErr> {
+        if !self.is_postgres() {
+            let local = self.local_lock.clone().try_lock_owned().ok();
+            return Ok(local.map(|local| TenantLock(Held::Local(local))));
+        }
+        let transaction = self.db.begin().await?;
+        let row = transaction
+            .query_one_raw(Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2)) AS locked",
+                [app.into(), tenant.to_string().into()],
+            ))
+            .await?;
+        let locked = match row {
+            Some(row) => row.try_get::<bool>("", "locked")?,
+            None => false,
+        };
+        if !locked {
+            transaction.rollback().await?;
+            return Ok(None);
+        }
+        Ok(Some(TenantLock(Held::Advisory(transaction))))
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres
     }
 }
 
 /// Holds a tenant's provisioning lock.
-pub struct TenantLock {
-    transaction: DatabaseTransaction,
+pub struct TenantLock(Held);
+
+enum Held {
+    /// A PostgreSQL advisory lock, scoped to this open transaction.
+    Advisory(DatabaseTransaction),
+    /// The embedded registry's lock in memory.
+    Local(OwnedMutexGuard<()>),
 }
 
 impl TenantLock {
     /// Releases the lock.
     pub async fn release(self) -> Result<(), DbErr> {
-        self.transaction.commit().await
+        match self.0 {
+            Held::Advisory(transaction) => transaction.commit().await,
+            Held::Local(guard) => {
+                drop(guard);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::DatabaseHost;
+    use migration::RegistryMigrator;
+
+    #[tokio::test]
+    async fn an_embedded_registry_lock_is_taken_by_one_holder_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("registry-lock-{}", uuid::Uuid::new_v4()));
+        let host = DatabaseHost::parse(&format!("sqlite://{}", dir.display())).unwrap();
+        let registry = TenantRegistry::new(
+            host.open_control_database::<RegistryMigrator>("fact_registry")
+                .await
+                .unwrap(),
+        );
+        let tenant = TenantId::new();
+        let held = registry.lock("fact", tenant).await.unwrap();
+        assert!(
+            registry
+                .clone()
+                .try_lock("fact", tenant)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        held.release().await.unwrap();
+        let again = registry.try_lock("fact", tenant).await.unwrap();
+        again.expect("free after release").release().await.unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
