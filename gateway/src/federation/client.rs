@@ -43,6 +43,10 @@ pub enum SubgraphCallError {
     /// Connection refused, reset, or no answer within the time limit.
     #[error("subgraph unreachable: {0}")]
     Unreachable(#[source] reqwest::Error),
+    /// HTTP 413: the request is larger than the subgraph accepts. That is
+    /// the client's input (a long text, say), not an outage.
+    #[error("subgraph refused the request as too large")]
+    PayloadTooLarge,
     /// An HTTP status other than 200 (e.g. the hop secret was refused).
     #[error("subgraph answered HTTP {0}")]
     UnexpectedStatus(u16),
@@ -111,9 +115,12 @@ impl SubgraphClient {
             .send()
             .await
             .map_err(SubgraphCallError::Unreachable)?;
-        let status = response.status();
-        if status != reqwest::StatusCode::OK {
-            return Err(SubgraphCallError::UnexpectedStatus(status.as_u16()));
+        match response.status() {
+            reqwest::StatusCode::OK => {}
+            reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(SubgraphCallError::PayloadTooLarge);
+            }
+            status => return Err(SubgraphCallError::UnexpectedStatus(status.as_u16())),
         }
         response
             .json()

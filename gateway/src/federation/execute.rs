@@ -39,6 +39,9 @@ use crate::error::ResponseError;
 
 /// Code of the error given for fields whose subgraph could not be reached.
 pub const SUBGRAPH_UNAVAILABLE: &str = "SUBGRAPH_UNAVAILABLE";
+/// Code of the error given for fields whose subgraph refused the request as
+/// too large.
+pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
 /// Errors reported for one failed subgraph call at most: a failed list of a
 /// thousand entities needs one error per field, not a thousand.
 const MAX_ERRORS_PER_FAILED_CALL: usize = 20;
@@ -227,7 +230,7 @@ impl<'a> PlanExecutor<'a> {
                     .into_iter()
                     .map(|key| vec![Value::String(key)])
                     .collect();
-                self.report_unavailable(&fetch.service_name, &failure, paths);
+                self.report_failed_call(&fetch.service_name, &failure, paths);
             }
         }
     }
@@ -267,7 +270,7 @@ impl<'a> PlanExecutor<'a> {
             Ok(response) => response,
             Err(failure) => {
                 let paths = fetched_field_paths(&collected, operation);
-                self.report_unavailable(service_name, &failure, paths);
+                self.report_failed_call(service_name, &failure, paths);
                 return;
             }
         };
@@ -386,21 +389,38 @@ impl<'a> PlanExecutor<'a> {
         self.push_errors(relayed);
     }
 
-    fn report_unavailable(
+    /// Errors at `paths` for a call that produced no GraphQL answer: too
+    /// large is the client's input and says so; anything else means the
+    /// subgraph is unavailable.
+    fn report_failed_call(
         &self,
         service_name: &str,
         failure: &SubgraphCallError,
         paths: Vec<Vec<Value>>,
     ) {
-        tracing::warn!(target: "gateway::execute", subgraph = service_name, "subgraph call failed: {failure}");
-        let message = format!("the {service_name} service is unavailable");
+        let (code, message) = match failure {
+            SubgraphCallError::PayloadTooLarge => {
+                tracing::debug!(target: "gateway::execute", subgraph = service_name, "{failure}");
+                (
+                    PAYLOAD_TOO_LARGE,
+                    format!("the request is too large for the {service_name} service"),
+                )
+            }
+            _ => {
+                tracing::warn!(target: "gateway::execute", subgraph = service_name, "subgraph call failed: {failure}");
+                (
+                    SUBGRAPH_UNAVAILABLE,
+                    format!("the {service_name} service is unavailable"),
+                )
+            }
+        };
         let errors: Vec<ResponseError> = if paths.is_empty() {
-            vec![ResponseError::new(message, SUBGRAPH_UNAVAILABLE)]
+            vec![ResponseError::new(message, code)]
         } else {
             paths
                 .into_iter()
                 .take(MAX_ERRORS_PER_FAILED_CALL)
-                .map(|path| ResponseError::new(message.clone(), SUBGRAPH_UNAVAILABLE).at(path))
+                .map(|path| ResponseError::new(message.clone(), code).at(path))
                 .collect()
         };
         self.push_errors(errors);

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::Stack;
+use crate::{subgraphs::SUBGRAPH_MAX_BODY_BYTES, support::Stack};
 
 async fn json_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
@@ -273,4 +273,31 @@ async fn a_body_over_the_limit_is_refused_with_413() {
         (status, &body["errors"][0]["extensions"]["code"]),
         (413, &json!("PAYLOAD_TOO_LARGE"))
     );
+}
+
+#[tokio::test]
+async fn a_body_a_subgraph_finds_too_large_is_413_not_unavailable() {
+    let stack = Stack::start().await;
+    let text = "x".repeat(SUBGRAPH_MAX_BODY_BYTES + 1);
+
+    let response = stack
+        .rest(Method::POST, "/facts", Some(json!({ "text": text })))
+        .await;
+    assert!(response.headers().get("retry-after").is_none());
+    let (status, body) = json_of(response).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (413, &json!("PAYLOAD_TOO_LARGE")),
+        "{body}"
+    );
+
+    let (status, body) = stack
+        .graphql(
+            "mutation($text: String!) { createFact(input: {text: $text}) { id } }",
+            json!({ "text": text }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(body["errors"][0]["path"], json!(["createFact"]));
 }

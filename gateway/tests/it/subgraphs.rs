@@ -509,8 +509,13 @@ pub mod greeting {
 
 // ---------------------------------------------------------------- serving
 
+/// The body limit of the test subgraphs: below the gateway's default, so
+/// tests can see what becomes of a request a subgraph finds too large.
+pub const SUBGRAPH_MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// A router answering GraphQL at `/graphql` the way the real subgraphs do:
-/// refusing calls without the hop secret, taking the tenant from the header.
+/// refusing calls without the hop secret or over the body limit, taking the
+/// tenant from the header.
 pub fn graphql_router<Query, Mutation>(
     schema: Schema<Query, Mutation, EmptySubscription>,
     observed: Arc<Observed>,
@@ -519,7 +524,7 @@ where
     Query: ObjectType + 'static,
     Mutation: ObjectType + 'static,
 {
-    Router::new().route(
+    let routes = Router::new().route(
         "/graphql",
         post(move |headers: HeaderMap, request: GraphQLRequest| {
             let schema = schema.clone();
@@ -550,7 +555,10 @@ where
                 GraphQLResponse::from(schema.execute(request).await).into_response()
             }
         }),
-    )
+    );
+    routes.layer(tower_http::limit::RequestBodyLimitLayer::new(
+        SUBGRAPH_MAX_BODY_BYTES,
+    ))
 }
 
 /// The fake tenant service's other endpoints: JWKS and token status.

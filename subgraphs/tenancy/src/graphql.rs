@@ -11,8 +11,11 @@ use axum::routing::{get, post};
 use crate::error::{Error, ensure_error_codes};
 use crate::hop::HopSecret;
 
-/// The largest GraphQL request body a subgraph reads.
-const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The largest GraphQL request body a subgraph reads. Well above the
+/// gateway's default limit (1 MiB): the gateway forwards a client's values
+/// plus its own query text and entity representations, and a subgraph must
+/// not refuse what the gateway accepted.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// The Federation v2 SDL of the subgraph schema with these root types:
 /// exactly what it answers to `{ _service { sdl } }`, for composition
