@@ -114,15 +114,8 @@ async fn run(
     };
     let response = match gateway.federation.execute(&request, tenant).await {
         Ok(response) => response,
-        // Our own operations failing validation means the service behind the
-        // route is not part of the composed schema (not configured, or down
-        // since start): not the client's fault, and it may heal.
         Err(GatewayError::GraphqlValidationFailed(messages)) => {
-            tracing::warn!(target: "gateway::rest", ?messages, "REST operation does not validate");
-            return Err(RestError::reported(
-                "SUBGRAPH_UNAVAILABLE",
-                "this service is not available",
-            ));
+            return Err(refused_operation(gateway, &request.query, messages));
         }
         Err(error) => return Err(RestError::Gateway(error)),
     };
@@ -142,6 +135,25 @@ async fn run(
         return Err(RestError::reported(code, message));
     }
     Ok(response["data"].clone())
+}
+
+/// Why one of our own operations failed validation. When the schema lacks
+/// its root field, the service behind the route is not part of the
+/// composition (not configured, or down since start): not the client's
+/// fault, and it may heal. Otherwise the operation was built from the body,
+/// and what it lacks is the client's to supply.
+fn refused_operation(gateway: &Gateway, query: &str, messages: Vec<String>) -> RestError {
+    let served = gateway
+        .federation
+        .supergraph()
+        .is_some_and(|supergraph| supergraph.has_root_fields(query));
+    if !served {
+        tracing::warn!(target: "gateway::rest", ?messages, "REST operation's service is not composed");
+        return RestError::reported("SUBGRAPH_UNAVAILABLE", "this service is not available");
+    }
+    // The route's fields and the schema disagree about what is required.
+    tracing::warn!(target: "gateway::rest", ?messages, "REST operation does not validate");
+    RestError::Gateway(GatewayError::BadUserInput(messages.join("; ")))
 }
 
 // ------------------------------------------------------------ input helpers
@@ -422,7 +434,8 @@ static FACTS: Resource = Resource {
     delete: "deleteFact",
     fields: FACT_FIELDS,
     create_input: &[("text", "text", "String!", true)],
-    update_input: &[("text", "text", "String!", false)],
+    // `UpdateFactInput.text` is `String!`: a fact's only field.
+    update_input: &[("text", "text", "String!", true)],
 };
 
 static TODOS: Resource = Resource {

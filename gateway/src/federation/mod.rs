@@ -217,7 +217,7 @@ impl Federation {
             self.limits,
         )?;
         let variables = shape::effective_variables(&prepared.operation, &request.variables);
-        variables::check_variables(supergraph.state(), &prepared.operation, &variables)?;
+        variables::check_variables(&supergraph, &prepared.operation, &variables)?;
 
         let output = PlanExecutor::new(&supergraph, &self.client, tenant, &variables)
             .run(prepared.plan.node.as_ref())

@@ -22,10 +22,12 @@ use hive_router_query_planner::{
     },
 };
 
+use graphql_tools::parser::query;
+
 use super::{
     compose::{SubgraphSchema, add_root_join_types, compose},
     introspection::{IntrospectionSchema, introspection_kind},
-    operation::{check_limits, select_operation},
+    operation::{ClientDocument, check_limits, select_operation},
 };
 use crate::error::GatewayError;
 
@@ -138,6 +140,8 @@ pub struct Supergraph {
     planner: Planner,
     subgraph_urls: HashMap<String, String>,
     validation_plan: graphql_tools::validation::validate::ValidationPlan,
+    /// Non-null fields without a default, by input object type.
+    required_input_fields: HashMap<String, Vec<String>>,
     prepared: Mutex<PreparedCache>,
     introspection: OnceLock<IntrospectionSchema>,
 }
@@ -162,12 +166,14 @@ impl Supergraph {
             .map_err(|error| anyhow!("building the query planner: {error}"))?;
         let mut urls = planner.supergraph.subgraph_endpoint_map.clone();
         urls.extend(subgraph_urls);
+        let required_input_fields = required_input_fields(&planner.consumer_schema.document);
         Ok(Self {
             sdl: sdl.to_owned(),
             sources: Vec::new(),
             planner,
             subgraph_urls: urls,
             validation_plan: graphql_tools::validation::rules::default_rules_validation_plan(),
+            required_input_fields,
             prepared: Mutex::new(PreparedCache::default()),
             introspection: OnceLock::new(),
         })
@@ -193,6 +199,48 @@ impl Supergraph {
     /// Types and fields of the supergraph, for shaping responses.
     pub fn state(&self) -> &SupergraphState {
         &self.planner.supergraph
+    }
+
+    /// Fields of an input object type that a value must carry: non-null and
+    /// without a default.
+    pub fn required_input_fields(&self, type_name: &str) -> &[String] {
+        self.required_input_fields
+            .get(type_name)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the schema has every field the operation in `query` selects
+    /// at its root. When it does not, the operation names a subgraph that is
+    /// not part of this composition (not configured, or down since start).
+    pub fn has_root_fields(&self, query: &str) -> bool {
+        let Ok(document) = parse_client_document(query) else {
+            return false;
+        };
+        let Some(operation) = select_operation(&document, None) else {
+            return false;
+        };
+        let state = self.state();
+        let (root_type, selection_set) = match operation {
+            query::OperationDefinition::SelectionSet(selection_set) => {
+                (Some(&state.query_type), selection_set)
+            }
+            query::OperationDefinition::Query(query) => {
+                (Some(&state.query_type), &query.selection_set)
+            }
+            query::OperationDefinition::Mutation(mutation) => {
+                (state.mutation_type.as_ref(), &mutation.selection_set)
+            }
+            query::OperationDefinition::Subscription(_) => return false,
+        };
+        let Some(root) = root_type.and_then(|name| state.definitions.get(name)) else {
+            return false;
+        };
+        selection_set.items.iter().all(|item| match item {
+            query::Selection::Field(field) => {
+                field.name.starts_with("__") || root.fields().contains_key(&field.name)
+            }
+            _ => true,
+        })
     }
 
     /// Endpoint of a subgraph named in a plan.
@@ -236,8 +284,7 @@ impl Supergraph {
         variables: &serde_json::Map<String, serde_json::Value>,
         limits: OperationLimits,
     ) -> Result<Option<serde_json::Value>, GatewayError> {
-        let document = safe_parse_operation_with_token_limit(query, MAX_DOCUMENT_TOKENS)
-            .map_err(|error| GatewayError::GraphqlParseFailed(error.to_string()))?;
+        let document = parse_client_document(query)?;
         match introspection_kind(&document, operation_name) {
             None => return Ok(None),
             Some(false) => {
@@ -295,8 +342,7 @@ impl Supergraph {
         operation_name: Option<&str>,
         limits: OperationLimits,
     ) -> Result<PreparedOperation, GatewayError> {
-        let document = safe_parse_operation_with_token_limit(query, MAX_DOCUMENT_TOKENS)
-            .map_err(|error| GatewayError::GraphqlParseFailed(error.to_string()))?;
+        let document = parse_client_document(query)?;
         let Some(operation) = select_operation(&document, operation_name) else {
             let message = match operation_name {
                 Some(name) => format!("the document has no operation named {name:?}"),
@@ -340,6 +386,40 @@ impl Supergraph {
         .map_err(|error| GatewayError::PlanningFailed(shortened(&error.to_string())))?;
         Ok(PreparedOperation { operation, plan })
     }
+}
+
+/// Parses a client document, stopping at [`MAX_DOCUMENT_TOKENS`].
+fn parse_client_document(query: &str) -> Result<ClientDocument, GatewayError> {
+    safe_parse_operation_with_token_limit(query, MAX_DOCUMENT_TOKENS)
+        .map_err(|error| GatewayError::GraphqlParseFailed(error.to_string()))
+}
+
+/// Non-null fields without a default of each input object type in `schema`.
+fn required_input_fields(
+    schema: &graphql_tools::parser::schema::Document<'static, String>,
+) -> HashMap<String, Vec<String>> {
+    use graphql_tools::parser::schema::{Definition, Type, TypeDefinition};
+
+    schema
+        .definitions
+        .iter()
+        .filter_map(|definition| match definition {
+            Definition::TypeDefinition(TypeDefinition::InputObject(input)) => Some(input),
+            _ => None,
+        })
+        .map(|input| {
+            let required = input
+                .fields
+                .iter()
+                .filter(|field| {
+                    matches!(field.value_type, Type::NonNullType(_))
+                        && field.default_value.is_none()
+                })
+                .map(|field| field.name.clone())
+                .collect();
+            (input.name.clone(), required)
+        })
+        .collect()
 }
 
 /// Longest planner reason logged, in characters.
@@ -426,5 +506,16 @@ mod tests {
         );
         assert_eq!((error.code(), error.status().as_u16()), ("INTERNAL", 500));
         assert!(!format!("{error:?}").contains("fragment F"), "{error:?}");
+    }
+
+    #[test]
+    fn root_fields_of_services_outside_the_composition_are_told_apart() {
+        let supergraph = crate::federation::test_supergraph();
+        assert!(supergraph.has_root_fields("{ me { name } facts { text } __typename }"));
+        assert!(supergraph.has_root_fields("query($id: ID!) { me { name } }"));
+        assert!(!supergraph.has_root_fields("{ me { name } todos { title } }"));
+        // The test supergraph has no mutations at all.
+        assert!(!supergraph.has_root_fields("mutation { createTodo { id } }"));
+        assert!(!supergraph.has_root_fields("{ me {"));
     }
 }

@@ -4,16 +4,17 @@
 
 use hive_router_query_planner::{
     ast::operation::OperationDefinition,
-    state::supergraph_state::{SupergraphDefinition, SupergraphState, TypeNode},
+    state::supergraph_state::{SupergraphDefinition, TypeNode},
 };
 use serde_json::{Map, Value};
 
+use super::supergraph::Supergraph;
 use crate::error::GatewayError;
 
-/// Refuses variables that are missing, of the wrong type, or carry unknown
-/// input fields, naming the variable at fault.
+/// Refuses variables that are missing, of the wrong type, carry unknown
+/// input fields or lack required ones, naming the variable at fault.
 pub fn check_variables(
-    state: &SupergraphState,
+    supergraph: &Supergraph,
     operation: &OperationDefinition,
     variables: &Map<String, Value>,
 ) -> Result<(), GatewayError> {
@@ -28,14 +29,14 @@ pub fn check_variables(
                 )));
             }
             None => {}
-            Some(value) => check_value(state, &definition.variable_type, value, &location)?,
+            Some(value) => check_value(supergraph, &definition.variable_type, value, &location)?,
         }
     }
     Ok(())
 }
 
 fn check_value(
-    state: &SupergraphState,
+    supergraph: &Supergraph,
     expected: &TypeNode,
     value: &Value,
     location: &str,
@@ -46,15 +47,15 @@ fn check_value(
             if value.is_null() {
                 return Err(mismatch("non-null"));
             }
-            check_value(state, inner, value, location)
+            check_value(supergraph, inner, value, location)
         }
         TypeNode::List(inner) => match value {
             Value::Null => Ok(()),
             Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
-                check_value(state, inner, item, &format!("{location}[{index}]"))
+                check_value(supergraph, inner, item, &format!("{location}[{index}]"))
             }),
             // Input coercion accepts one value where a list is expected.
-            single => check_value(state, inner, single, location),
+            single => check_value(supergraph, inner, single, location),
         },
         TypeNode::Named(_) if value.is_null() => Ok(()),
         TypeNode::Named(name) => match name.as_str() {
@@ -78,7 +79,7 @@ fn check_value(
             "ID" => (value.is_string() || value.is_i64() || value.is_u64())
                 .then_some(())
                 .ok_or_else(|| mismatch("an id")),
-            _ => match state.definitions.get(name) {
+            _ => match supergraph.state().definitions.get(name) {
                 Some(SupergraphDefinition::Enum(enumeration)) => value
                     .as_str()
                     .filter(|text| enumeration.values.iter().any(|known| known.name == *text))
@@ -95,13 +96,22 @@ fn check_value(
                             )));
                         };
                         check_value(
-                            state,
+                            supergraph,
                             &field.field_type,
                             field_value,
                             &format!("{location}.{field_name}"),
                         )?;
                     }
-                    Ok(())
+                    match supergraph
+                        .required_input_fields(name)
+                        .iter()
+                        .find(|required| !fields.contains_key(*required))
+                    {
+                        Some(missing) => Err(GatewayError::BadUserInput(format!(
+                            "{location}.{missing} is required"
+                        ))),
+                        None => Ok(()),
+                    }
                 }
                 // Custom scalars accept any JSON; the subgraph parses them.
                 _ => Ok(()),

@@ -301,3 +301,27 @@ async fn a_body_a_subgraph_finds_too_large_is_413_not_unavailable() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
     assert_eq!(body["errors"][0]["path"], json!(["createFact"]));
 }
+
+#[tokio::test]
+async fn patching_a_fact_without_its_text_is_bad_input() {
+    let stack = Stack::start().await;
+    let (_, fact) = json_of(
+        stack
+            .rest(Method::POST, "/facts", Some(json!({ "text": "one" })))
+            .await,
+    )
+    .await;
+    let path = format!("/facts/{}", fact["id"].as_str().unwrap());
+
+    let (status, body) = json_of(stack.rest(Method::PATCH, &path, Some(json!({}))).await).await;
+
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("BAD_USER_INPUT")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("text"),
+        "{body}"
+    );
+}

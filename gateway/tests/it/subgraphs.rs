@@ -406,9 +406,10 @@ pub mod fact {
         pub text: String,
     }
 
+    /// As in the real fact subgraph, an update must carry the new text.
     #[derive(InputObject)]
     pub struct UpdateFactInput {
-        pub text: Option<String>,
+        pub text: String,
     }
 
     pub struct Mutation;
@@ -452,9 +453,7 @@ pub mod fact {
                 .get_mut(&tenant)
                 .and_then(|facts| facts.iter_mut().find(|fact| fact.id == id))
                 .ok_or_else(|| coded("no such fact", "NOT_FOUND"))?;
-            if let Some(text) = input.text {
-                fact.text = text;
-            }
+            fact.text = input.text;
             Ok(fact.clone())
         }
 
