@@ -10,7 +10,8 @@ use tenant_subgraph::signing::{Claims, ISSUER, TokenSigner};
 
 use crate::stack::{HOP_SECRET, Stack, first_code};
 
-async fn token_active(stack: &Stack, jti: &str) -> bool {
+/// What the tenant service tells the gateway about a token.
+async fn token_status(stack: &Stack, jti: &str) -> Value {
     let response = stack
         .http
         .get(format!("{}/internal/tokens/{jti}", stack.tenant_url))
@@ -19,9 +20,24 @@ async fn token_active(stack: &Stack, jti: &str) -> bool {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    response.json::<Value>().await.unwrap()["active"]
-        .as_bool()
-        .unwrap()
+    response.json::<Value>().await.unwrap()
+}
+
+async fn token_active(stack: &Stack, jti: &str) -> bool {
+    token_status(stack, jti).await["active"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn an_active_token_reports_its_tenant_and_apps_to_the_gateway() {
+    let stack = Stack::start().await;
+    let (tenant, token) = stack.signup("Apps", &["todo-app", "fact"]).await;
+    let claims = verify(&stack, &token).await.unwrap();
+    let status = token_status(&stack, &claims.jti.to_string()).await;
+    assert_eq!(
+        status,
+        serde_json::json!({"active": true, "tenant_id": tenant, "services": ["fact", "todo"]})
+    );
+    stack.cleanup().await;
 }
 
 async fn verify(stack: &Stack, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {

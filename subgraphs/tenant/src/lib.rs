@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use chrono::Utc;
 use migration::MetaMigrator;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 use tenancy::bus::EventBus;
 use tenancy::config::TenancyConfig;
@@ -178,7 +178,11 @@ async fn jwks(State(state): State<InternalState>) -> Response {
 }
 
 /// Whether a token may still be used (for the gateway; hop-checked):
-/// `{"active": bool}`. Unknown, revoked and expired tokens are inactive.
+/// `{"active": bool}`, and for an active token also the tenant it belongs to
+/// and the apps that tenant signed up for, `{"active": true, "tenant_id",
+/// "services": [..]}`, which the gateway passes on to the subgraphs so that
+/// an app can tell "not provisioned yet" from "not signed up". Unknown,
+/// revoked and expired tokens are inactive.
 async fn token_status(
     State(state): State<InternalState>,
     headers: HeaderMap,
@@ -191,17 +195,38 @@ async fn token_status(
     let Ok(jti) = uuid::Uuid::parse_str(&jti) else {
         return Json(json!({"active": false})).into_response();
     };
-    match store::api_token::Entity::find_by_id(jti)
-        .one(&state.db)
-        .await
-    {
-        Ok(row) => {
-            Json(json!({"active": row.is_some_and(|t| t.is_active(Utc::now()))})).into_response()
+    match active_token(&state.db, jti).await {
+        Ok(Some((tenant_id, services))) => {
+            Json(json!({"active": true, "tenant_id": tenant_id, "services": services}))
+                .into_response()
         }
+        Ok(None) => Json(json!({"active": false})).into_response(),
         Err(error) => {
             tracing::error!(target: "tenant::tokens", %error, "token lookup failed");
             let body = json!({"error": {"code": "INTERNAL", "message": "internal error"}});
             (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
         }
     }
+}
+
+/// The tenant and the apps of an active token, or `None` when the token is
+/// unknown, revoked or expired.
+async fn active_token(
+    db: &DatabaseConnection,
+    jti: uuid::Uuid,
+) -> Result<Option<(uuid::Uuid, Vec<String>)>, sea_orm::DbErr> {
+    let token = store::api_token::Entity::find_by_id(jti).one(db).await?;
+    let Some(token) = token.filter(|token| token.is_active(Utc::now())) else {
+        return Ok(None);
+    };
+    let services = store::tenant_service::Entity::find()
+        .filter(store::tenant_service::Column::TenantId.eq(token.tenant_id))
+        .order_by_asc(store::tenant_service::Column::Service)
+        .all(db)
+        .await?;
+    let names = services
+        .into_iter()
+        .map(|service| service.service)
+        .collect();
+    Ok(Some((token.tenant_id, names)))
 }
