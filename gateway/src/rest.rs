@@ -205,6 +205,7 @@ fn input_from_body(
                 return Err(bad_input(&format!("`{json_key}` must not be null")));
             }
             Some(value) => {
+                check_json_type(json_key, variable_type, value)?;
                 object_fields.push(format!("{argument}: ${argument}"));
                 definitions.push(format!("${argument}: {variable_type}"));
                 variables.insert(argument.to_owned(), value.clone());
@@ -216,6 +217,42 @@ fn input_from_body(
         definitions.join(", "),
         variables,
     ))
+}
+
+/// Refuses a body value whose JSON type is not the documented one. GraphQL
+/// would coerce some (a lone string where a list is expected becomes a
+/// one-item list); a REST body has exactly one shape.
+fn check_json_type(json_key: &str, variable_type: &str, value: &Value) -> Result<(), RestError> {
+    let nullable = !variable_type.ends_with('!');
+    if nullable && value.is_null() {
+        return Ok(());
+    }
+    let (fits, expected) = match variable_type.trim_end_matches('!') {
+        "String" | "ID" => (value.is_string(), "a string"),
+        "Boolean" => (value.is_boolean(), "true or false"),
+        "Int" => (
+            value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+            "a whole number",
+        ),
+        "[String!]" => (
+            value
+                .as_array()
+                .is_some_and(|items| items.iter().all(Value::is_string)),
+            "an array of strings",
+        ),
+        // A route declared a type this check does not know: our bug.
+        other => {
+            let error = anyhow::anyhow!("no JSON shape is defined for the GraphQL type {other}");
+            return Err(RestError::Gateway(GatewayError::Internal(error)));
+        }
+    };
+    if fits {
+        return Ok(());
+    }
+    let or_null = if nullable { " or null" } else { "" };
+    Err(bad_input(&format!(
+        "`{json_key}` must be {expected}{or_null}"
+    )))
 }
 
 /// `first`/`after` (and extra) variables from `?limit=&cursor=`.
@@ -299,6 +336,16 @@ fn finish(result: RestResult) -> Response {
 
 // ------------------------------------------------------------------ tenants
 
+const SIGNUP_INPUT: &[FieldSpec] = &[
+    ("name", "name", "String!", true),
+    ("services", "services", "[String!]!", true),
+];
+
+const CREATE_TOKEN_INPUT: &[FieldSpec] = &[
+    ("name", "name", "String!", true),
+    ("expires_in_days", "expiresInDays", "Int", false),
+];
+
 async fn create_tenant(
     State(gateway): State<SharedGateway>,
     headers: HeaderMap,
@@ -306,8 +353,7 @@ async fn create_tenant(
 ) -> Response {
     finish(async {
         let body = read_json_object(&gateway, &headers, body).await?;
-        let (input, definitions, variables) =
-            input_from_body(&body, &[("name", "name", "String!", true), ("services", "services", "[String!]!", true)])?;
+        let (input, definitions, variables) = input_from_body(&body, SIGNUP_INPUT)?;
         let query = format!("mutation({definitions}) {{ signup(input: {input}) {{ tenant {{ id name services {{ name }} }} token }} }}");
         let data = run(&gateway, &headers, true, query, variables).await?;
         let payload = &data["signup"];
@@ -374,10 +420,7 @@ async fn create_token(
 ) -> Response {
     finish(async {
         let body = read_json_object(&gateway, &headers, body).await?;
-        let (input, definitions, variables) = input_from_body(
-            &body,
-            &[("name", "name", "String!", true), ("expires_in_days", "expiresInDays", "Int", false)],
-        )?;
+        let (input, definitions, variables) = input_from_body(&body, CREATE_TOKEN_INPUT)?;
         let query = format!(
             "mutation({definitions}) {{ createApiToken(input: {input}) {{ apiToken {{ id name expiresAt }} token }} }}"
         );
@@ -824,6 +867,41 @@ mod tests {
         assert_eq!(input, "{done: $done}");
         assert_eq!(definitions, "$done: Boolean!");
         assert_eq!(Value::Object(variables), json!({ "done": true }));
+    }
+
+    #[test]
+    fn every_body_field_has_a_json_shape() {
+        let specs = [SIGNUP_INPUT, CREATE_TOKEN_INPUT].into_iter().chain(
+            [&FACTS, &TODOS, &ORG_MEMBERS]
+                .into_iter()
+                .flat_map(|resource| [resource.create_input, resource.update_input]),
+        );
+        for spec in specs {
+            for &(json_key, _, variable_type, _) in spec {
+                // Null fits only nullable types; an unknown one is internal.
+                let result = check_json_type(json_key, variable_type, &Value::Null);
+                assert!(
+                    !matches!(result, Err(RestError::Gateway(GatewayError::Internal(_)))),
+                    "{json_key}: {variable_type}"
+                );
+                assert_eq!(result.is_ok(), !variable_type.ends_with('!'), "{json_key}");
+            }
+        }
+    }
+
+    #[test]
+    fn body_values_must_have_their_documented_json_type() {
+        let fits =
+            |variable_type, value: Value| check_json_type("f", variable_type, &value).is_ok();
+        assert!(fits("[String!]!", json!(["fact", "todo"])));
+        assert!(!fits("[String!]!", json!("fact")));
+        assert!(!fits("[String!]!", json!([null])));
+        assert!(fits("Int", json!(30)) && fits("Int", Value::Null));
+        assert!(!fits("Int", json!("30")) && !fits("Int", json!(1.5)));
+        assert!(!fits("Int", json!(i64::from(i32::MAX) + 1)));
+        assert!(fits("Boolean!", json!(false)) && !fits("Boolean!", json!(0)));
+        assert!(fits("ID", json!("a")) && fits("ID", Value::Null) && !fits("ID", json!(5)));
+        assert!(!fits("String!", json!({})));
     }
 
     #[test]

@@ -325,3 +325,83 @@ async fn patching_a_fact_without_its_text_is_bad_input() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn body_fields_of_the_wrong_json_type_are_refused_naming_the_field() {
+    let stack = Stack::start().await;
+    let id = uuid::Uuid::new_v4();
+    let cases = [
+        (
+            "/tenants",
+            Method::POST,
+            json!({ "name": "Acme", "services": "fact" }),
+            "services",
+        ),
+        (
+            "/tenants",
+            Method::POST,
+            json!({ "name": "Acme", "services": ["fact", 1] }),
+            "services",
+        ),
+        (
+            "/tenants",
+            Method::POST,
+            json!({ "name": 42, "services": [] }),
+            "name",
+        ),
+        (
+            "/tenants/me/tokens",
+            Method::POST,
+            json!({ "name": "ci", "expires_in_days": "30" }),
+            "expires_in_days",
+        ),
+        (
+            "/tenants/me/tokens",
+            Method::POST,
+            json!({ "name": "ci", "expires_in_days": 1.5 }),
+            "expires_in_days",
+        ),
+        ("/facts", Method::POST, json!({ "text": ["x"] }), "text"),
+        (
+            &format!("/facts/{id}"),
+            Method::PATCH,
+            json!({ "text": { "x": 1 } }),
+            "text",
+        ),
+        (
+            "/todos",
+            Method::POST,
+            json!({ "title": "x", "done": "yes" }),
+            "done",
+        ),
+        (
+            &format!("/todos/{id}"),
+            Method::PATCH,
+            json!({ "done": 1 }),
+            "done",
+        ),
+        (
+            "/org",
+            Method::POST,
+            json!({ "name": "A", "title": "B", "manager_id": 5 }),
+            "manager_id",
+        ),
+        (
+            &format!("/org/{id}"),
+            Method::PATCH,
+            json!({ "manager_id": true }),
+            "manager_id",
+        ),
+    ];
+    for (path, method, body, field) in cases {
+        let response = stack.rest(method.clone(), path, Some(body.clone())).await;
+        let (status, answer) = json_of(response).await;
+        assert_eq!(
+            (status, &answer["error"]["code"]),
+            (400, &json!("BAD_USER_INPUT")),
+            "{method} {path} {body}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")), "{body}: {message}");
+    }
+}
