@@ -40,6 +40,8 @@ const TENANT_SERVICE_TIMEOUT: Duration = Duration::from_secs(3);
 const LEEWAY_SECONDS: u64 = 5;
 /// Revocation answers kept before the cache starts over.
 const TOKEN_STATUS_CACHE_CAPACITY: usize = 100_000;
+/// Verified tokens kept before that cache starts over (each ~0.5 KB).
+const VERIFIED_TOKEN_CACHE_CAPACITY: usize = 10_000;
 
 /// The claims of a verified token the gateway relies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub struct VerifiedToken {
     pub token_id: Uuid,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Claims {
     tenant_id: Uuid,
     jti: Uuid,
@@ -81,6 +83,13 @@ pub struct Authenticator {
     jwks_fetch: tokio::sync::Mutex<()>,
     key_set_max_age: Duration,
     token_status: Mutex<HashMap<Uuid, CachedStatus>>,
+    verified: Mutex<HashMap<String, VerifiedEntry>>,
+}
+
+/// A token whose signature and claims were checked.
+struct VerifiedEntry {
+    claims: Claims,
+    valid_until: Instant,
 }
 
 /// The signing keys last fetched, and when they were last asked for.
@@ -117,6 +126,7 @@ impl Authenticator {
             jwks_fetch: tokio::sync::Mutex::new(()),
             key_set_max_age: KEY_SET_MAX_AGE,
             token_status: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,6 +142,27 @@ impl Authenticator {
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or(GatewayError::Unauthenticated("no bearer token"))?;
+
+        let claims = self.verified_claims(token).await?;
+        if !self.is_active(&claims).await? {
+            return Err(GatewayError::Unauthenticated("revoked token"));
+        }
+        Ok(VerifiedToken {
+            tenant_id: claims.tenant_id,
+            token_id: claims.jti,
+        })
+    }
+
+    /// The claims of `token` once its signature and claims check out. A
+    /// token seen before is looked up instead of verified again (Ed25519
+    /// verification is most of a cheap request's cost), for as long as its
+    /// key set would be trusted without asking and the token has not expired.
+    async fn verified_claims(&self, token: &str) -> Result<Claims, GatewayError> {
+        if let Some(entry) = self.lock_verified().get(token)
+            && entry.valid_until > Instant::now()
+        {
+            return Ok(entry.claims.clone());
+        }
 
         // `decode_header` rejects `alg: none` (not an algorithm it knows);
         // anything but EdDSA is refused before a key is even looked up.
@@ -168,13 +199,21 @@ impl Authenticator {
             return Err(GatewayError::Unauthenticated("token issued in the future"));
         }
 
-        if !self.is_active(&claims).await? {
-            return Err(GatewayError::Unauthenticated("revoked token"));
+        let lifetime = Duration::from_secs(seconds_until(claims.exp)).min(self.key_set_max_age);
+        let mut cache = self.lock_verified();
+        if cache.len() >= VERIFIED_TOKEN_CACHE_CAPACITY {
+            // Forgetting costs one verification per token; growing without
+            // bound could cost the process.
+            cache.clear();
         }
-        Ok(VerifiedToken {
-            tenant_id: claims.tenant_id,
-            token_id: claims.jti,
-        })
+        cache.insert(
+            token.to_owned(),
+            VerifiedEntry {
+                claims: claims.clone(),
+                valid_until: Instant::now() + lifetime,
+            },
+        );
+        Ok(claims)
     }
 
     /// The decoding key for `key_id`, fetching the JWKS when the key is
@@ -321,6 +360,12 @@ impl Authenticator {
             },
         );
         Ok(active)
+    }
+
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, VerifiedEntry>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_status(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, CachedStatus>> {
@@ -482,5 +527,24 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_verified_before_is_still_refused_once_it_expires() {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let (authenticator, _) = authenticator(&key).await;
+        let mut short_lived = claims();
+        short_lived["exp"] = json!(unix_now() + 1);
+        let token = sign(&key, &short_lived);
+        assert!(authenticator.authenticate(Some(&token)).await.is_ok());
+        assert!(
+            authenticator.authenticate(Some(&token)).await.is_ok(),
+            "served again"
+        );
+
+        // Past exp and the leeway: the cached verification must not outlive it.
+        tokio::time::sleep(Duration::from_secs(LEEWAY_SECONDS + 2)).await;
+        let refused = authenticator.authenticate(Some(&token)).await;
+        assert!(matches!(refused, Err(GatewayError::Unauthenticated(_))));
     }
 }
