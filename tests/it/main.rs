@@ -3,6 +3,7 @@
 
 mod broker_outage;
 mod compose_file;
+mod event_log;
 mod facts;
 mod isolation;
 mod launcher;

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, QueryOrder};
+use sea_orm::{
+    ActiveValue::Set, DatabaseBackend, DatabaseConnection, QueryOrder, Statement, TransactionTrait,
+};
 use tokio::sync::Notify;
 
 use crate::bus::{Delivery, EventBus, Subscription};
@@ -80,21 +82,45 @@ impl LocalBus {
             published: Arc::new(Notify::new()),
         }
     }
+
+    /// Appends a message so that ids become visible in order: subscribers
+    /// read on from the last id they saw, so a smaller id committed after a
+    /// larger one would be skipped for good.
+    ///
+    /// PostgreSQL takes a serial id at insert time, but concurrent inserts
+    /// may commit in any order; a transaction-scoped advisory lock, taken
+    /// before the insert and released by the commit, puts publishers in a
+    /// line. SQLite has one writer at a time already.
+    async fn append(&self, message: message::ActiveModel) -> Result<(), DbErr> {
+        if self.db.get_database_backend() != DatabaseBackend::Postgres {
+            message.insert(&self.db).await?;
+            return Ok(());
+        }
+        let transaction = self.db.begin().await?;
+        transaction
+            .execute_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtext('bus_messages'))",
+            ))
+            .await?;
+        message.insert(&transaction).await?;
+        transaction.commit().await
+    }
 }
 
 #[async_trait]
 impl EventBus for LocalBus {
     async fn publish(&self, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
-        message::ActiveModel {
+        let message = message::ActiveModel {
             topic: Set(topic.to_owned()),
             message_key: Set(key.to_owned()),
             payload: Set(payload.to_vec()),
             created_at: Set(Utc::now()),
             ..Default::default()
-        }
-        .insert(&self.db)
-        .await
-        .with_context(|| format!("appending to {topic}"))?;
+        };
+        self.append(message)
+            .await
+            .with_context(|| format!("appending to {topic}"))?;
         self.published.notify_waiters();
         Ok(())
     }
