@@ -23,7 +23,7 @@ use crate::{
     config::GatewayConfig,
     error::GatewayError,
     federation::{
-        Federation, GraphqlRequest, client::SubgraphClient, operation::is_signup_only,
+        Federation, GraphqlRequest, client::SubgraphClient, operation::needs_tenant,
         supergraph::OperationLimits,
     },
     rest,
@@ -181,16 +181,15 @@ async fn run_graphql(
         GatewayError::BadUserInput(format!("the body is not a GraphQL request: {error}"))
     })?;
 
-    // Only the signup mutation runs without a token: it is how a tenant
-    // gets its first one. A token that is sent is always checked.
-    let anonymous_allowed = !headers.contains_key(header::AUTHORIZATION)
-        && graphql_tools::parser::parse_query::<String>(&request.query)
-            .map(|document| document.into_static())
-            .is_ok_and(|document| is_signup_only(&document, request.operation_name.as_deref()));
-    let tenant = if anonymous_allowed {
-        None
-    } else {
+    // Signup (how a tenant gets its first token) and introspection (the
+    // schema everyone shares; GraphiQL asks for it before a token is pasted)
+    // touch no tenant's data. They run without a tenant whatever
+    // `Authorization` says, so the GraphiQL hint `Bearer <token>` does not
+    // stand in their way; every other operation needs a valid token.
+    let tenant = if needs_tenant(&request.query, request.operation_name.as_deref()) {
         Some(gateway.authenticate(headers).await?)
+    } else {
+        None
     };
 
     gateway.federation.execute(&request, tenant).await

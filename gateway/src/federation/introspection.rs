@@ -25,9 +25,10 @@ pub struct IntrospectionSchema {
     schema: Value,
 }
 
-/// Whether the operation selects `__schema` or `__type`: `Some(true)` when it
-/// selects only introspection fields, `Some(false)` when it mixes them with
-/// data fields (not supported), `None` when it does not introspect. Root
+/// Whether a query introspects: `Some(true)` when it selects only
+/// introspection fields (`__schema`, `__type`, `__typename`; a query of
+/// `__typename` alone counts too), `Some(false)` when it mixes `__schema`
+/// or `__type` with data fields (not supported), `None` otherwise. Root
 /// fragments are looked through, so `{ ...F } fragment F on Query {
 /// __schema { … } }` counts as introspection too.
 pub fn introspection_kind(document: &ClientDocument, operation_name: Option<&str>) -> Option<bool> {
@@ -38,17 +39,16 @@ pub fn introspection_kind(document: &ClientDocument, operation_name: Option<&str
         return None;
     };
     let names = root_field_names(document, root_selection_set(operation));
-    if !names
+    let only_introspection = names
+        .iter()
+        .all(|name| INTROSPECTION_ROOT_FIELDS.contains(name));
+    if only_introspection && !names.is_empty() {
+        return Some(true);
+    }
+    names
         .iter()
         .any(|name| *name == "__schema" || *name == "__type")
-    {
-        return None;
-    }
-    Some(
-        names
-            .iter()
-            .all(|name| INTROSPECTION_ROOT_FIELDS.contains(name)),
-    )
+        .then_some(false)
 }
 
 /// Names of the fields a root selection set selects, inline fragments and

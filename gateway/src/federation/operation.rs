@@ -7,11 +7,42 @@ use std::collections::HashMap;
 use graphql_tools::parser::query::{
     Definition, Document, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
 };
+use hive_router_query_planner::utils::parsing::safe_parse_operation_with_token_limit;
 
+use super::introspection::introspection_kind;
 use crate::error::GatewayError;
 
 /// A parsed client document.
 pub type ClientDocument = Document<'static, String>;
+
+/// Most tokens a client document may have; parsing stops there.
+pub const MAX_DOCUMENT_TOKENS: usize = 20_000;
+
+/// Parses a client document, stopping at [`MAX_DOCUMENT_TOKENS`].
+pub fn parse_client_document(query: &str) -> Result<ClientDocument, GatewayError> {
+    safe_parse_operation_with_token_limit(query, MAX_DOCUMENT_TOKENS)
+        .map_err(|error| GatewayError::GraphqlParseFailed(error.to_string()))
+}
+
+/// Whether running the operation needs the caller's tenant. Two kinds touch
+/// no tenant's data: the signup mutation (see [`is_signup_only`]) and
+/// introspection-only queries, which the gateway answers itself from the
+/// schema everyone shares. Everything else, including a document that does
+/// not parse, needs one.
+pub fn needs_tenant(query: &str, operation_name: Option<&str>) -> bool {
+    // Most operations mention neither: spare them a second parse.
+    if !["signup", "__schema", "__type"]
+        .iter()
+        .any(|word| query.contains(word))
+    {
+        return true;
+    }
+    let Ok(document) = parse_client_document(query) else {
+        return true;
+    };
+    !(is_signup_only(&document, operation_name)
+        || introspection_kind(&document, operation_name) == Some(true))
+}
 
 /// The operation `operation_name` picks, or the only one when it is absent.
 pub fn select_operation<'a>(
@@ -199,6 +230,33 @@ mod tests {
             ),
             Some("B")
         ));
+    }
+
+    #[test]
+    fn only_signup_and_introspection_run_without_a_tenant() {
+        for query in [
+            "mutation { signup(input: {name: \"a\", services: []}) { token } }",
+            "{ __schema { types { name } } }",
+            "query Q { __typename t: __type(name: \"Fact\") { name } }",
+            "{ ...F } fragment F on Query { __schema { queryType { name } } }",
+            "{ __typename }",
+        ] {
+            assert!(!needs_tenant(query, None), "{query}");
+        }
+        for query in [
+            "{ me { name } }",
+            "{ __typename me { name } }",
+            "{ ...F } fragment F on Query { __type(name: \"A\") { name } me { id } }",
+            "mutation { __typename }",
+            "mutation { signup(input: {name: \"a\", services: []}) { token } ...M } fragment M on Mutation { __typename }",
+            "query A { __typename } query B { me { id } }",
+            "{ __schema {",
+        ] {
+            assert!(needs_tenant(query, None), "{query}");
+        }
+        let two = "query A { __typename } query B { me { id } }";
+        assert!(!needs_tenant(two, Some("A")));
+        assert!(needs_tenant(two, Some("B")));
     }
 
     #[test]

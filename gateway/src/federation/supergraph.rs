@@ -16,10 +16,7 @@ use hive_router_query_planner::{
     graph::PlannerOverrideContext,
     planner::{Planner, QueryPlannerOptions, plan_nodes::QueryPlan},
     state::supergraph_state::SupergraphState,
-    utils::{
-        cancellation::CancellationToken,
-        parsing::{safe_parse_operation_with_token_limit, safe_parse_schema},
-    },
+    utils::{cancellation::CancellationToken, parsing::safe_parse_schema},
 };
 
 use graphql_tools::parser::query;
@@ -27,12 +24,10 @@ use graphql_tools::parser::query;
 use super::{
     compose::{SubgraphSchema, add_root_join_types, compose},
     introspection::{IntrospectionSchema, introspection_kind},
-    operation::{ClientDocument, check_limits, select_operation},
+    operation::{check_limits, parse_client_document, select_operation},
 };
 use crate::error::GatewayError;
 
-/// Most tokens a client document may have; parsing stops there.
-const MAX_DOCUMENT_TOKENS: usize = 20_000;
 /// Most prepared operations kept per supergraph.
 const PLAN_CACHE_CAPACITY: usize = 1_000;
 /// Most bytes the prepared operations kept per supergraph may weigh (see
@@ -386,12 +381,6 @@ impl Supergraph {
         .map_err(|error| GatewayError::PlanningFailed(shortened(&error.to_string())))?;
         Ok(PreparedOperation { operation, plan })
     }
-}
-
-/// Parses a client document, stopping at [`MAX_DOCUMENT_TOKENS`].
-fn parse_client_document(query: &str) -> Result<ClientDocument, GatewayError> {
-    safe_parse_operation_with_token_limit(query, MAX_DOCUMENT_TOKENS)
-        .map_err(|error| GatewayError::GraphqlParseFailed(error.to_string()))
 }
 
 /// Non-null fields without a default of each input object type in `schema`.

@@ -278,3 +278,71 @@ async fn a_new_signing_key_is_picked_up_and_unknown_keys_do_not_flood_the_tenant
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test]
+async fn signup_and_introspection_run_whatever_authorization_is_sent() {
+    let stack = Stack::start().await;
+    let signup = "mutation { signup(input: {name: \"Globex\", services: []}) { token } }";
+    let operations = [
+        (signup, json!({ "signup": { "token": "signup-token" } })),
+        (
+            "{ __schema { queryType { name } } }",
+            json!({ "__schema": { "queryType": { "name": "Query" } } }),
+        ),
+        (
+            "{ ...T } fragment T on Query { __type(name: \"Fact\") { name } }",
+            json!({ "__type": { "name": "Fact" } }),
+        ),
+        ("{ __typename }", json!({ "__typename": "Query" })),
+    ];
+    // GraphiQL's pre-filled hint, a garbage header and a valid token alike.
+    let headers = [
+        Some("Bearer <token>"),
+        Some("Basic Zm9vOmJhcg=="),
+        Some(""),
+        None,
+    ];
+    for (query, data) in &operations {
+        for header in headers {
+            let mut request = stack
+                .http
+                .post(stack.url("/graphql"))
+                .json(&json!({ "query": query }));
+            if let Some(header) = header {
+                request = request.header("Authorization", header);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(
+                (status, &body),
+                (200, &json!({ "data": data })),
+                "{query} {header:?}"
+            );
+        }
+        let (status, body) = stack.graphql(query, json!({})).await;
+        assert_eq!((status, &body), (200, &json!({ "data": data })), "{query}");
+    }
+
+    // Signup never carries a tenant, even when the caller sent a valid token.
+    let headers = stack.tenant_observed.tenant_headers.lock().unwrap().clone();
+    assert!(headers.iter().all(Option::is_none), "{headers:?}");
+}
+
+#[tokio::test]
+async fn data_operations_still_need_a_valid_token_beside_introspection() {
+    let stack = Stack::start().await;
+    for query in [
+        ME,
+        "{ __typename me { name } }",
+        "{ ...F } fragment F on Query { __typename me { name } }",
+        "{ __schema { queryType { name } } ... on Query { facts { nodes { text } } } }",
+        "mutation { __typename }",
+        "mutation { signup(input: {name: \"G\", services: []}) { token } ...F } fragment F on Mutation { createFact(input: {text: \"x\"}) { id } }",
+    ] {
+        for token in [None, Some("<token>")] {
+            let (status, body) = stack.graphql_with_token(token, query, json!({})).await;
+            assert_unauthenticated(status, &body);
+        }
+    }
+}
