@@ -73,17 +73,7 @@ fn root_field_names<'a>(
                         continue;
                     }
                     expanded.push(name);
-                    let fragment =
-                        document
-                            .definitions
-                            .iter()
-                            .find_map(|definition| match definition {
-                                QueryDefinition::Fragment(fragment) if fragment.name == name => {
-                                    Some(fragment)
-                                }
-                                _ => None,
-                            });
-                    if let Some(fragment) = fragment {
+                    if let Some(fragment) = fragment_named(document, name) {
                         pending.push(&fragment.selection_set);
                     }
                 }
@@ -91,6 +81,19 @@ fn root_field_names<'a>(
         }
     }
     names
+}
+
+fn fragment_named<'a>(
+    document: &'a ClientDocument,
+    name: &str,
+) -> Option<&'a query::FragmentDefinition<'static, String>> {
+    document
+        .definitions
+        .iter()
+        .find_map(|definition| match definition {
+            QueryDefinition::Fragment(fragment) if fragment.name == name => Some(fragment),
+            QueryDefinition::Fragment(_) | QueryDefinition::Operation(_) => None,
+        })
 }
 
 fn root_selection_set<'a>(

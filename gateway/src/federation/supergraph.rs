@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, anyhow};
+use graphql_tools::parser::query;
 use hive_router_query_planner::{
     ast::{normalization::normalize_operation, operation::OperationDefinition},
     graph::PlannerOverrideContext,
@@ -18,8 +19,6 @@ use hive_router_query_planner::{
     state::supergraph_state::SupergraphState,
     utils::{cancellation::CancellationToken, parsing::safe_parse_schema},
 };
-
-use graphql_tools::parser::query;
 
 use super::{
     compose::{SubgraphSchema, add_root_join_types, compose},
@@ -81,9 +80,12 @@ impl PreparedCache {
     }
 
     fn insert(&mut self, key: CacheKey, prepared: Arc<PreparedOperation>) {
-        let weight = weight_of(&key, &prepared);
         // Another request may have prepared the same operation meanwhile.
-        if weight > PLAN_CACHE_MAX_ENTRY_BYTES || self.entries.contains_key(&key) {
+        if self.entries.contains_key(&key) {
+            return;
+        }
+        let weight = weight_of(&key, &prepared);
+        if weight > PLAN_CACHE_MAX_ENTRY_BYTES {
             return;
         }
 
