@@ -7,6 +7,7 @@ mod event_log;
 mod facts;
 mod isolation;
 mod launcher;
+mod outbox_relay;
 mod provisioning;
 mod stack;
 mod tokens;
