@@ -8,13 +8,15 @@
 //! service stopped publishing stops verifying tokens.
 //! Revocation is asked of the tenant service per token id: an active answer
 //! is trusted for [`ACTIVE_TOKEN_CACHE`] (a revoked token is refused within
-//! that time), a revoked one until the token expires anyway. When the tenant
+//! that time), a revoked one until the token expires anyway. An active
+//! answer also names the token's tenant, which must be the claimed one, and
+//! the apps that tenant signed up for, which the subgraphs are told. When the tenant
 //! service cannot answer and nothing is cached the request is refused
 //! (fail closed).
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -44,12 +46,14 @@ const TOKEN_STATUS_CACHE_CAPACITY: usize = 100_000;
 const VERIFIED_TOKEN_CACHE_CAPACITY: usize = 10_000;
 
 /// The claims of a verified token the gateway relies on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     /// The tenant the token was issued to.
     pub tenant_id: Uuid,
     /// The token's id, which revocation refers to.
     pub token_id: Uuid,
+    /// The apps the tenant signed up for, comma-separated canonical names.
+    pub services: Arc<str>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,10 +69,17 @@ struct Claims {
 #[derive(Deserialize)]
 struct TokenStatus {
     active: bool,
+    /// The tenant an active token belongs to.
+    #[serde(default)]
+    tenant_id: Option<Uuid>,
+    /// The apps that tenant signed up for.
+    #[serde(default)]
+    services: Vec<String>,
 }
 
 struct CachedStatus {
-    active: bool,
+    /// The tenant's apps while the token is active; `None` once revoked.
+    services: Option<Arc<str>>,
     valid_until: Instant,
 }
 
@@ -144,12 +155,13 @@ impl Authenticator {
             .ok_or(GatewayError::Unauthenticated("no bearer token"))?;
 
         let claims = self.verified_claims(token).await?;
-        if !self.is_active(&claims).await? {
+        let Some(services) = self.active_services(&claims).await? else {
             return Err(GatewayError::Unauthenticated("revoked token"));
-        }
+        };
         Ok(VerifiedToken {
             tenant_id: claims.tenant_id,
             token_id: claims.jti,
+            services,
         })
     }
 
@@ -295,12 +307,13 @@ impl Authenticator {
         Ok(keys)
     }
 
-    /// Whether the tenant service still considers the token active.
-    async fn is_active(&self, claims: &Claims) -> Result<bool, GatewayError> {
+    /// The apps of the token's tenant while the tenant service still
+    /// considers the token active; `None` when it does not.
+    async fn active_services(&self, claims: &Claims) -> Result<Option<Arc<str>>, GatewayError> {
         if let Some(cached) = self.lock_status().get(&claims.jti)
             && cached.valid_until > Instant::now()
         {
-            return Ok(cached.active);
+            return Ok(cached.services.clone());
         }
 
         let origin = self
@@ -315,10 +328,16 @@ impl Authenticator {
             .timeout(TENANT_SERVICE_TIMEOUT)
             .send()
             .await;
-        let active = match response {
+        let services = match response {
             Ok(response) if response.status() == reqwest::StatusCode::OK => {
                 match response.json::<TokenStatus>().await {
-                    Ok(status) => status.active,
+                    // A token row of another tenant than its claims say is
+                    // not a token the tenant service issued for that tenant.
+                    Ok(status) if status.tenant_id.is_some_and(|t| t != claims.tenant_id) => {
+                        tracing::warn!(target: "gateway::auth", jti = %claims.jti, "token claims another tenant than its record");
+                        None
+                    }
+                    Ok(status) => status.active.then(|| status.services.join(",").into()),
                     Err(error) => {
                         tracing::warn!(target: "gateway::auth", "token status unreadable: {error}");
                         return Err(GatewayError::UpstreamUnavailable);
@@ -326,7 +345,7 @@ impl Authenticator {
                 }
             }
             // A token id the tenant service never issued cannot be active.
-            Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => false,
+            Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => None,
             Ok(response) => {
                 tracing::warn!(target: "gateway::auth", status = %response.status(), "token status check failed");
                 return Err(GatewayError::UpstreamUnavailable);
@@ -337,7 +356,7 @@ impl Authenticator {
             }
         };
 
-        let valid_until = if active {
+        let valid_until = if services.is_some() {
             Instant::now() + ACTIVE_TOKEN_CACHE
         } else {
             Instant::now() + Duration::from_secs(seconds_until(claims.exp))
@@ -355,11 +374,11 @@ impl Authenticator {
         cache.insert(
             claims.jti,
             CachedStatus {
-                active,
+                services: services.clone(),
                 valid_until,
             },
         );
-        Ok(active)
+        Ok(services)
     }
 
     fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, VerifiedEntry>> {

@@ -97,7 +97,7 @@ async fn run(
     query: String,
     variables: Map<String, Value>,
 ) -> Result<Value, RestError> {
-    let tenant = if anonymous {
+    let caller = if anonymous {
         None
     } else {
         Some(
@@ -112,7 +112,7 @@ async fn run(
         operation_name: None,
         variables,
     };
-    let response = match gateway.federation.execute(&request, tenant).await {
+    let response = match gateway.federation.execute(&request, caller.as_ref()).await {
         Ok(response) => response,
         Err(GatewayError::GraphqlValidationFailed(messages)) => {
             return Err(refused_operation(gateway, &request.query, messages));

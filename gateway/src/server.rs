@@ -16,14 +16,15 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
-use uuid::Uuid;
 
 use crate::{
     auth::Authenticator,
     config::GatewayConfig,
     error::GatewayError,
     federation::{
-        Federation, GraphqlRequest, client::SubgraphClient, operation::needs_tenant,
+        Federation, GraphqlRequest,
+        client::{Caller, SubgraphClient},
+        operation::needs_tenant,
         supergraph::OperationLimits,
     },
     rest,
@@ -80,14 +81,17 @@ impl Gateway {
             .map_err(|_| GatewayError::PayloadTooLarge(limit))
     }
 
-    /// Verifies the request's bearer token and returns its tenant.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Uuid, GatewayError> {
+    /// Verifies the request's bearer token and returns who it acts for.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, GatewayError> {
         let authorization = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
         let verified = self.authenticator.authenticate(authorization).await?;
         tracing::Span::current().record("tenant_id", tracing::field::display(verified.tenant_id));
-        Ok(verified.tenant_id)
+        Ok(Caller {
+            tenant_id: verified.tenant_id,
+            services: verified.services,
+        })
     }
 }
 
@@ -186,13 +190,13 @@ async fn run_graphql(
     // touch no tenant's data. They run without a tenant whatever
     // `Authorization` says, so the GraphiQL hint `Bearer <token>` does not
     // stand in their way; every other operation needs a valid token.
-    let tenant = if needs_tenant(&request.query, request.operation_name.as_deref()) {
+    let caller = if needs_tenant(&request.query, request.operation_name.as_deref()) {
         Some(gateway.authenticate(headers).await?)
     } else {
         None
     };
 
-    gateway.federation.execute(&request, tenant).await
+    gateway.federation.execute(&request, caller.as_ref()).await
 }
 
 /// GraphiQL, loaded from a CDN, pointed at this endpoint.

@@ -5,7 +5,7 @@
 //! when there is one. Nothing from the client's own headers is forwarded:
 //! requests are built from scratch, so a client's `X-Tenant-ID` cannot leak.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,6 +17,20 @@ use crate::error::ResponseError;
 pub const GATEWAY_AUTH_HEADER: &str = "X-Gateway-Auth";
 /// Header that tells a subgraph which tenant a request is for.
 pub const TENANT_ID_HEADER: &str = "X-Tenant-ID";
+/// Header that tells a subgraph which apps that tenant signed up for, so an
+/// app can tell a tenant it has not provisioned yet from one that never
+/// chose it.
+pub const TENANT_SERVICES_HEADER: &str = "X-Tenant-Services";
+
+/// Who a subgraph request acts for, as the gateway verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The tenant of the verified token.
+    pub tenant_id: Uuid,
+    /// The apps the tenant signed up for, comma-separated canonical names
+    /// (the header's value).
+    pub services: Arc<str>,
+}
 
 /// Sends GraphQL requests to subgraphs.
 #[derive(Clone)]
@@ -86,9 +100,9 @@ impl SubgraphClient {
         &self,
         url: &str,
         body: &Value,
-        tenant: Option<Uuid>,
+        caller: Option<&Caller>,
     ) -> Result<SubgraphResponse, SubgraphCallError> {
-        self.send_with_timeout(url, body, tenant, self.timeout)
+        self.send_with_timeout(url, body, caller, self.timeout)
             .await
     }
 
@@ -98,7 +112,7 @@ impl SubgraphClient {
         &self,
         url: &str,
         body: &Value,
-        tenant: Option<Uuid>,
+        caller: Option<&Caller>,
         timeout: Duration,
     ) -> Result<SubgraphResponse, SubgraphCallError> {
         let mut request = self
@@ -107,8 +121,10 @@ impl SubgraphClient {
             .timeout(timeout)
             .header(GATEWAY_AUTH_HEADER, &self.hop_secret)
             .json(body);
-        if let Some(tenant) = tenant {
-            request = request.header(TENANT_ID_HEADER, tenant.to_string());
+        if let Some(caller) = caller {
+            request = request
+                .header(TENANT_ID_HEADER, caller.tenant_id.to_string())
+                .header(TENANT_SERVICES_HEADER, &*caller.services);
         }
 
         let response = request

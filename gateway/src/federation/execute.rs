@@ -29,8 +29,8 @@ use hive_router_query_planner::{
     },
 };
 use serde_json::{Map, Value, json};
-use uuid::Uuid;
 
+use super::client::Caller;
 use super::{
     client::{SubgraphCallError, SubgraphClient},
     supergraph::Supergraph,
@@ -81,7 +81,7 @@ struct CollectedEntities {
 pub struct PlanExecutor<'a> {
     supergraph: &'a Supergraph,
     client: &'a SubgraphClient,
-    tenant: Option<Uuid>,
+    caller: Option<&'a Caller>,
     variables: &'a Map<String, Value>,
     data: Mutex<Value>,
     errors: Mutex<Vec<ResponseError>>,
@@ -89,18 +89,18 @@ pub struct PlanExecutor<'a> {
 }
 
 impl<'a> PlanExecutor<'a> {
-    /// An executor for a request by `tenant` (none for anonymous signup)
+    /// An executor for a request by `caller` (none for anonymous signup)
     /// with the client's `variables`.
     pub fn new(
         supergraph: &'a Supergraph,
         client: &'a SubgraphClient,
-        tenant: Option<Uuid>,
+        caller: Option<&'a Caller>,
         variables: &'a Map<String, Value>,
     ) -> Self {
         Self {
             supergraph,
             client,
-            tenant,
+            caller,
             variables,
             data: Mutex::new(Value::Object(Map::new())),
             errors: Mutex::new(Vec::new()),
@@ -349,7 +349,7 @@ impl<'a> PlanExecutor<'a> {
             return Err(SubgraphCallError::UnknownSubgraph(service_name.to_owned()));
         };
         tracing::debug!(target: "gateway::execute", subgraph = service_name, "subgraph call");
-        self.client.send(url, body, self.tenant).await
+        self.client.send(url, body, self.caller).await
     }
 
     fn forwarded_variables(&self, usages: Option<&BTreeSet<String>>) -> Map<String, Value> {

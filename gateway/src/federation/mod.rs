@@ -28,10 +28,9 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 use self::{
-    client::SubgraphClient,
+    client::{Caller, SubgraphClient},
     compose::SubgraphSchema,
     execute::PlanExecutor,
     supergraph::{OperationLimits, Supergraph},
@@ -191,12 +190,12 @@ impl Federation {
             .all(|answered| answered)
     }
 
-    /// Runs a client operation for `tenant` and returns the GraphQL response
+    /// Runs a client operation for `caller` and returns the GraphQL response
     /// body (`data`, and `errors` when there are any).
     pub async fn execute(
         &self,
         request: &GraphqlRequest,
-        tenant: Option<Uuid>,
+        caller: Option<&Caller>,
     ) -> Result<Value, GatewayError> {
         let supergraph = self.supergraph().ok_or(GatewayError::SupergraphNotReady)?;
         // A cheap look at the text spares parsing twice for ordinary operations.
@@ -219,7 +218,7 @@ impl Federation {
         let variables = shape::effective_variables(&prepared.operation, &request.variables);
         variables::check_variables(&supergraph, &prepared.operation, &variables)?;
 
-        let output = PlanExecutor::new(&supergraph, &self.client, tenant, &variables)
+        let output = PlanExecutor::new(&supergraph, &self.client, caller, &variables)
             .run(prepared.plan.node.as_ref())
             .await;
         if output.schema_mismatch {

@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::subgraphs;
 use crate::support::{KEY_ID, Stack, TestKeys, claims_for, now};
 
 const ME: &str = "{ me { name } }";
@@ -345,4 +346,55 @@ async fn data_operations_still_need_a_valid_token_beside_introspection() {
             assert_unauthenticated(status, &body);
         }
     }
+}
+
+#[tokio::test]
+async fn subgraphs_are_told_the_tenant_and_its_apps_never_the_clients_word() {
+    let stack = Stack::start().await;
+    let response = stack
+        .http
+        .post(stack.url("/graphql"))
+        .bearer_auth(&stack.token)
+        .header("X-Tenant-Services", "org")
+        .json(&json!({ "query": "{ me { name facts { nodes { text } } } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Every request made for the tenant names the apps the tenant service
+    // reported for the token, whatever the client sent.
+    let expected = Some(subgraphs::TENANT_SERVICES.join(","));
+    for observed in [&stack.tenant_observed, &stack.fact_observed] {
+        let tenants = observed.tenant_headers.lock().unwrap().clone();
+        let services = observed.services_headers.lock().unwrap().clone();
+        let for_the_tenant: Vec<_> = tenants
+            .iter()
+            .zip(&services)
+            .filter(|(tenant, _)| tenant.is_some())
+            .map(|(_, services)| services.clone())
+            .collect();
+        assert!(!for_the_tenant.is_empty());
+        assert!(
+            for_the_tenant.iter().all(|s| *s == expected),
+            "{services:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_whose_record_names_another_tenant_is_refused() {
+    let stack = Stack::start().await;
+    let claims = claims_for(stack.tenant);
+    let jti: Uuid = serde_json::from_value(claims["jti"].clone()).unwrap();
+    stack
+        .switches
+        .token_tenants
+        .lock()
+        .unwrap()
+        .insert(jti, Uuid::new_v4());
+    let token = stack.keys.sign(KEY_ID, &claims);
+
+    let (status, body) = stack.graphql_with_token(Some(&token), ME, json!({})).await;
+    assert_unauthenticated(status, &body);
 }

@@ -34,6 +34,8 @@ struct TenantId(Uuid);
 pub struct Observed {
     /// Every `X-Tenant-ID` header value received, in order.
     pub tenant_headers: Mutex<Vec<Option<String>>>,
+    /// Every `X-Tenant-Services` header value received, in order.
+    pub services_headers: Mutex<Vec<Option<String>>>,
     /// Bodies of the GraphQL requests received.
     pub queries: Mutex<Vec<String>>,
     /// Variables of the GraphQL requests received.
@@ -53,7 +55,12 @@ pub struct Switches {
     pub extra_keys: Mutex<Vec<(String, Arc<TestKeys>)>>,
     /// JWKS requests answered, for rate-limit assertions.
     pub jwks_calls: Mutex<usize>,
+    /// The tenant the token status names for a token id (none by default).
+    pub token_tenants: Mutex<HashMap<Uuid, Uuid>>,
 }
+
+/// The apps the fake tenant service reports for every active token.
+pub const TENANT_SERVICES: [&str; 2] = ["fact", "todo"];
 
 fn fixed_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
@@ -541,6 +548,15 @@ where
                     .lock()
                     .unwrap()
                     .push(tenant_header.clone());
+                let services_header = headers
+                    .get("x-tenant-services")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                observed
+                    .services_headers
+                    .lock()
+                    .unwrap()
+                    .push(services_header);
                 let mut request = request.into_inner();
                 observed.queries.lock().unwrap().push(request.query.clone());
                 observed
@@ -589,7 +605,11 @@ pub fn tenant_service_router(keys: Arc<TestKeys>, switches: Arc<Switches>) -> Ro
                     }
                     *switches.token_status_calls.lock().unwrap() += 1;
                     let active = !switches.revoked_tokens.lock().unwrap().contains(&jti);
-                    let response: Response = Json(json!({ "active": active })).into_response();
+                    let mut status = json!({ "active": active, "services": TENANT_SERVICES });
+                    if let Some(tenant) = switches.token_tenants.lock().unwrap().get(&jti) {
+                        status["tenant_id"] = json!(tenant);
+                    }
+                    let response: Response = Json(status).into_response();
                     response
                 },
             ),
