@@ -314,3 +314,43 @@ async fn an_update_racing_a_delete_is_not_found_never_internal() {
     }
     stack.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_tenant_whose_signup_has_not_reached_the_app_is_provisioning_not_refused() {
+    let stack = Stack::start().await;
+    // A tenant the fact app has never heard of: no registry entry.
+    let tenant = TenantId::new();
+    let ask = |services: Option<&'static str>| {
+        let mut request = stack
+            .http
+            .post(format!("{}/graphql", stack.fact_url))
+            .header("X-Gateway-Auth", HOP_SECRET)
+            .header("X-Tenant-ID", tenant.to_string());
+        if let Some(services) = services {
+            request = request.header("X-Tenant-Services", services);
+        }
+        async move {
+            let response = request
+                .json(&json!({"query": "{ facts { nodes { id } } }"}))
+                .send()
+                .await
+                .unwrap();
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    // The gateway says the tenant chose fact: its event is still on the way.
+    let pending = ask(Some("todo,fact")).await;
+    assert_eq!(first_code(&pending), "TENANT_PROVISIONING", "{pending}");
+    assert_eq!(pending["errors"][0]["extensions"]["retryable"], true);
+    // It chose other apps, or the gateway did not say: not enabled.
+    for services in [Some("todo"), Some(""), None] {
+        let refused = ask(services).await;
+        assert_eq!(
+            first_code(&refused),
+            "SERVICE_NOT_ENABLED",
+            "{services:?}: {refused}"
+        );
+    }
+    stack.cleanup().await;
+}

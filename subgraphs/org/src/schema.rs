@@ -19,7 +19,6 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use tenancy::argument::Argument;
-use tenancy::hop::tenant_of;
 use tenancy::ids::parse_uuid;
 use tenancy::paging::PageRequest;
 use tenancy::selector::ConnectionSelector;
@@ -313,11 +312,7 @@ impl Mutation {
 
 /// The caller's org database, its statements counted.
 async fn database(ctx: &Context<'_>) -> Result<OrgDatabase> {
-    let tenant = tenant_of(ctx)?;
-    let conn = ctx
-        .data_unchecked::<ConnectionSelector>()
-        .connection(tenant)
-        .await?;
+    let conn = tenancy::selector::request_connection(ctx).await?;
     Ok(OrgDatabase::new(
         &conn,
         ctx.data_unchecked::<QueryCounter>(),

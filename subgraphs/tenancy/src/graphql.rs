@@ -69,7 +69,7 @@ where
         }
     };
 
-    let span = tracing::debug_span!("graphql", tenant_id = ?tenant.0);
+    let span = tracing::debug_span!("graphql", tenant_id = ?tenant.tenant());
     let mut response =
         tracing::Instrument::instrument(schema.execute(request.data(tenant)), span).await;
     ensure_error_codes(&mut response);

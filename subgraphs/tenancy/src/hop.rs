@@ -5,19 +5,26 @@
 //! `X-Tenant-ID: <tenant from the verified token>`. A subgraph trusts
 //! `X-Tenant-ID` only next to the right secret, so a direct call with a forged
 //! header is refused. (A shared secret rather than a forwarded JWT keeps token
-//! verification and revocation in one place, the gateway.)
+//! verification and revocation in one place, the gateway.) Beside the tenant
+//! the gateway names the apps it signed up for (`X-Tenant-Services`), so an
+//! app without a registry entry for the tenant can tell "not provisioned
+//! yet" from "never chosen".
 
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
 use crate::error::{Error, Result};
+use crate::events::ServiceName;
 use crate::ids::TenantId;
 
 /// The header that carries the hop credential.
 pub const HOP_HEADER: &str = "x-gateway-auth";
 /// The header that carries the tenant the gateway verified.
 pub const TENANT_HEADER: &str = "x-tenant-id";
+/// The header that carries the apps that tenant signed up for,
+/// comma-separated canonical names.
+pub const SERVICES_HEADER: &str = "x-tenant-services";
 
 /// The shared secret between the gateway and the subgraphs.
 #[derive(Clone)]
@@ -56,7 +63,18 @@ impl HopSecret {
                 Some(tenant)
             }
         };
-        Ok(RequestTenant(tenant))
+        // Only meaningful beside a tenant; names this version does not know
+        // are ignored.
+        let services = headers.get(SERVICES_HEADER).map(|value| {
+            let names = value.to_str().unwrap_or_default().split(',');
+            names
+                .filter_map(|name| ServiceName::parse(name).ok())
+                .fold(0u8, |set, service| set | service_bit(service))
+        });
+        Ok(RequestTenant {
+            tenant,
+            services: services.filter(|_| tenant.is_some()),
+        })
     }
 }
 
@@ -66,24 +84,46 @@ impl std::fmt::Debug for HopSecret {
     }
 }
 
-/// The tenant a request acts for, as vouched for by the gateway.
-#[derive(Clone, Copy, Debug)]
-pub struct RequestTenant(pub Option<TenantId>);
+/// The tenant a request acts for, as vouched for by the gateway, and the
+/// apps it signed up for when the gateway said.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestTenant {
+    tenant: Option<TenantId>,
+    /// One bit per [`ServiceName`]; `None` when the gateway did not say.
+    services: Option<u8>,
+}
 
 impl RequestTenant {
+    /// The tenant, if the request has one.
+    pub fn tenant(&self) -> Option<TenantId> {
+        self.tenant
+    }
+
     /// The tenant, or `UNAUTHENTICATED` for a request without one.
     pub fn require(&self) -> Result<TenantId> {
-        self.0
+        self.tenant
             .ok_or_else(|| Error::Unauthenticated("this operation needs a tenant token".into()))
     }
+
+    /// Whether the tenant signed up for `service`; `None` when the gateway
+    /// did not say.
+    pub fn signed_up_for(&self, service: ServiceName) -> Option<bool> {
+        self.services.map(|set| set & service_bit(service) != 0)
+    }
+}
+
+fn service_bit(service: ServiceName) -> u8 {
+    1 << (service as u8)
 }
 
 /// The request's tenant inside a GraphQL resolver.
 pub fn tenant_of(ctx: &async_graphql::Context<'_>) -> Result<TenantId> {
-    ctx.data_opt::<RequestTenant>()
-        .copied()
-        .unwrap_or(RequestTenant(None))
-        .require()
+    request_tenant(ctx).require()
+}
+
+/// What the gateway vouched for, inside a GraphQL resolver.
+pub fn request_tenant(ctx: &async_graphql::Context<'_>) -> RequestTenant {
+    ctx.data_opt::<RequestTenant>().copied().unwrap_or_default()
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a
@@ -131,5 +171,31 @@ mod tests {
         assert_eq!(secret.verify(&good).unwrap().require().unwrap(), tenant);
         let anonymous = headers(&[(HOP_HEADER, "0123456789abcdef")]);
         assert!(secret.verify(&anonymous).unwrap().require().is_err());
+    }
+
+    #[test]
+    fn the_gateway_names_the_tenants_apps_beside_it() {
+        let secret = HopSecret::new("0123456789abcdef");
+        let tenant = TenantId::new().to_string();
+        let named = headers(&[
+            (HOP_HEADER, "0123456789abcdef"),
+            (TENANT_HEADER, &tenant),
+            (SERVICES_HEADER, "fact,todo,billing"),
+        ]);
+        let request = secret.verify(&named).unwrap();
+        assert_eq!(request.signed_up_for(ServiceName::Fact), Some(true));
+        assert_eq!(request.signed_up_for(ServiceName::Todo), Some(true));
+        assert_eq!(request.signed_up_for(ServiceName::Org), Some(false));
+
+        let silent = headers(&[(HOP_HEADER, "0123456789abcdef"), (TENANT_HEADER, &tenant)]);
+        let request = secret.verify(&silent).unwrap();
+        assert_eq!(request.signed_up_for(ServiceName::Fact), None);
+        let none = headers(&[
+            (HOP_HEADER, "0123456789abcdef"),
+            (TENANT_HEADER, &tenant),
+            (SERVICES_HEADER, ""),
+        ]);
+        let request = secret.verify(&none).unwrap();
+        assert_eq!(request.signed_up_for(ServiceName::Fact), Some(false));
     }
 }

@@ -17,6 +17,8 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::PoolLimits;
 use crate::error::{Error, Result};
+use crate::events::ServiceName;
+use crate::hop::{RequestTenant, request_tenant};
 use crate::host::{DatabaseHost, PoolOptions};
 use crate::ids::TenantId;
 use crate::registry::{DatabaseStatus, TenantRegistry};
@@ -49,6 +51,8 @@ pub struct ConnectionSelector {
 
 struct SelectorInner {
     app: String,
+    /// The app as a service name, to read what the gateway said of it.
+    service: Option<ServiceName>,
     registry: TenantRegistry,
     hosts: Mutex<HashMap<String, Arc<DatabaseHost>>>,
     pools: moka::future::Cache<TenantId, DatabaseConnection>,
@@ -87,6 +91,7 @@ impl ConnectionSelector {
         };
         let inner = SelectorInner {
             app: app.to_owned(),
+            service: ServiceName::parse(app).ok(),
             registry,
             hosts: Mutex::new(HashMap::from([(default_host.url(), default_host)])),
             pools,
@@ -129,6 +134,22 @@ impl ConnectionSelector {
         Ok(TenantConnection { tenant, db })
     }
 
+    /// A ready connection for the tenant a request acts for. A tenant
+    /// without a registry entry that the gateway says signed up for this
+    /// app is `TenantNotReady`, not `ServiceNotEnabled`: its signup event has
+    /// not been handled yet.
+    pub async fn connection_for(&self, request: &RequestTenant) -> Result<TenantConnection> {
+        let tenant = request.require()?;
+        match self.connection(tenant).await {
+            Err(Error::ServiceNotEnabled(app))
+                if self.inner.service.and_then(|s| request.signed_up_for(s)) == Some(true) =>
+            {
+                Err(Error::TenantNotReady(app))
+            }
+            other => other,
+        }
+    }
+
     /// How many tenant pools are open.
     pub async fn open_pools(&self) -> u64 {
         self.inner.pools.run_pending_tasks().await;
@@ -150,4 +171,12 @@ impl ConnectionSelector {
         hosts.insert(url.to_owned(), host.clone());
         Ok(host)
     }
+}
+
+/// The connection of the tenant a GraphQL request acts for, through the
+/// [`ConnectionSelector`] in the schema's data (see
+/// [`ConnectionSelector::connection_for`]).
+pub async fn request_connection(ctx: &async_graphql::Context<'_>) -> Result<TenantConnection> {
+    let selector = ctx.data_unchecked::<ConnectionSelector>();
+    selector.connection_for(&request_tenant(ctx)).await
 }

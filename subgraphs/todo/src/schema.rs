@@ -6,7 +6,6 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use tenancy::argument::Argument;
-use tenancy::hop::tenant_of;
 use tenancy::ids::parse_uuid;
 use tenancy::paging::PageRequest;
 use tenancy::selector::{ConnectionSelector, TenantConnection};
@@ -185,10 +184,7 @@ impl Mutation {
 
 /// The caller's tenant database.
 async fn connection(ctx: &Context<'_>) -> Result<TenantConnection> {
-    let tenant = tenant_of(ctx)?;
-    ctx.data_unchecked::<ConnectionSelector>()
-        .connection(tenant)
-        .await
+    tenancy::selector::request_connection(ctx).await
 }
 
 async fn list_todos(
