@@ -506,3 +506,60 @@ async fn wait_for_status(stack: &Stack, tenant: TenantId, status: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_signup_event_the_broker_lost_is_published_again_until_answered() {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use tenant_subgraph::store::{outbox, tenant_service};
+
+    let stack = Stack::start().await;
+    let (tenant, _) = stack.signup("Lost", &["fact"]).await;
+    stack
+        .wait_until_ready(tenant, "fact", Duration::from_secs(60))
+        .await;
+
+    // As if the broker had acknowledged the event and then lost it before
+    // the fact app read it: the app has nothing, the tenant service has
+    // been waiting for an hour, and the outbox row went out an hour ago.
+    let registry = tenancy::registry::tenant_database::Entity::delete_many()
+        .filter(tenancy::registry::tenant_database::Column::TenantId.eq(tenant.as_uuid()))
+        .exec(stack.fact.registry.connection())
+        .await
+        .unwrap();
+    assert_eq!(registry.rows_affected, 1);
+    stack
+        .host
+        .drop_database(&tenant.database_name("fact"))
+        .await
+        .unwrap();
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    tenant_service::Entity::update_many()
+        .col_expr(tenant_service::Column::Status, Expr::value("provisioning"))
+        .col_expr(tenant_service::Column::UpdatedAt, Expr::value(an_hour_ago))
+        .filter(tenant_service::Column::TenantId.eq(tenant.as_uuid()))
+        .exec(&stack.meta)
+        .await
+        .unwrap();
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::PublishedAt, Expr::value(an_hour_ago))
+        .filter(outbox::Column::MessageKey.eq(tenant.to_string()))
+        .exec(&stack.meta)
+        .await
+        .unwrap();
+
+    // The sweep re-queues it once; the relay publishes it; the app
+    // provisions the tenant and reports it ready.
+    let topic = &stack.config.tenancy.signups_topic;
+    let sweep = |older_than| {
+        tenant_subgraph::relay::requeue_unanswered_signups(&stack.meta, topic, older_than)
+    };
+    assert_eq!(sweep(Duration::from_secs(60)).await.unwrap(), 1);
+    stack
+        .wait_until_ready(tenant, "fact", Duration::from_secs(60))
+        .await;
+    assert!(stack.database_exists(&tenant.database_name("fact")).await);
+    // Answered now: nothing more to resend.
+    assert_eq!(sweep(Duration::from_secs(0)).await.unwrap(), 0);
+    stack.cleanup().await;
+}

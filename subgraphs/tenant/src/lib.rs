@@ -114,7 +114,13 @@ pub async fn start(
         .context("creating the event topics (KAFKA_BROKERS)")?;
 
     let wakeup = Arc::new(Notify::new());
-    let relay = relay::spawn_relay(db.clone(), bus.clone(), wakeup.clone(), shutdown.clone());
+    let relay = relay::spawn_relay(
+        db.clone(),
+        bus.clone(),
+        tenancy.signups_topic.clone(),
+        wakeup.clone(),
+        shutdown.clone(),
+    );
     let status = spawn_consumer(
         bus,
         tenancy.provisioning_topic.clone(),

@@ -8,6 +8,12 @@
 //! (embedded mode, one process) no transaction spans a publish: a snapshot
 //! taken before it could not be written after a signup committed, and the
 //! batch would go out again.
+//!
+//! An acknowledged event can still be lost after the fact (a broker that
+//! comes back without its topics, retention that ran out before an app was
+//! deployed). So the relay also sweeps for tenants that some app has not
+//! reported on [`RESEND_AFTER`] after their signup event went out, and
+//! publishes that event again; apps treat a repeat as already done.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,23 +29,44 @@ use tenancy::bus::EventBus;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::outbox;
+use crate::store::{outbox, tenant_service};
 
 /// Rows claimed per round.
 const BATCH: u64 = 50;
 /// How often the relay looks without being woken.
 const POLL: Duration = Duration::from_millis(500);
+/// How long after its signup event went out a tenant may wait for an app's
+/// report before the event is published again.
+pub const RESEND_AFTER: Duration = Duration::from_secs(120);
+/// How often the relay sweeps for such tenants.
+const RESEND_SWEEP: Duration = Duration::from_secs(30);
+/// Tenants re-queued per sweep.
+const RESEND_BATCH: u64 = 100;
 
 /// Runs the relay until `shutdown`.
 pub fn spawn_relay(
     db: DatabaseConnection,
     bus: Arc<dyn EventBus>,
+    signups_topic: String,
     wakeup: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = POLL;
+        let mut last_sweep = tokio::time::Instant::now();
         loop {
+            if last_sweep.elapsed() >= RESEND_SWEEP {
+                last_sweep = tokio::time::Instant::now();
+                match requeue_unanswered_signups(&db, &signups_topic, RESEND_AFTER).await {
+                    Ok(0) => {}
+                    Ok(count) => {
+                        tracing::warn!(target: "tenant::relay", count, "signup events unanswered for too long are published again")
+                    }
+                    Err(error) => {
+                        tracing::warn!(target: "tenant::relay", error = format!("{error:#}"), "sweeping for unanswered signups failed")
+                    }
+                }
+            }
             match relay_once(&db, bus.as_ref()).await {
                 Ok(_) => backoff = POLL,
                 Err(error) => {
@@ -109,6 +136,44 @@ async fn relay_alone(db: &DatabaseConnection, bus: &dyn EventBus) -> anyhow::Res
         }
         publish_batch(db, bus, rows, &mut published).await?;
     }
+}
+
+/// Marks unpublished again the signup events (on `signups_topic`) of
+/// tenants with an app still `provisioning` that were published more than
+/// `older_than` ago, so the relay sends them once more; returns how many.
+/// Each resend refreshes the row's publication time, so a tenant whose app
+/// stays silent is resent once per `older_than`, not in a loop.
+pub async fn requeue_unanswered_signups(
+    db: &DatabaseConnection,
+    signups_topic: &str,
+    older_than: Duration,
+) -> anyhow::Result<u64> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(older_than)?;
+    let waiting: Vec<Uuid> = tenant_service::Entity::find()
+        .select_only()
+        .column(tenant_service::Column::TenantId)
+        .distinct()
+        .filter(tenant_service::Column::Status.eq("provisioning"))
+        .filter(tenant_service::Column::UpdatedAt.lt(cutoff))
+        .limit(RESEND_BATCH)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<String> = waiting.iter().map(Uuid::to_string).collect();
+    let requeued = outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::PublishedAt,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .filter(outbox::Column::Topic.eq(signups_topic))
+        .filter(outbox::Column::MessageKey.is_in(keys))
+        .filter(outbox::Column::PublishedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(requeued.rows_affected)
 }
 
 /// The oldest unpublished rows, one batch.
