@@ -19,6 +19,11 @@
 //! Everything the run creates (processes, databases under a fresh prefix, a
 //! temporary directory) is removed at the end, also after a failure or a
 //! Ctrl-C.
+//!
+//! With `--hold` (`scripts/bench gateway -- --hold`) the run stops after
+//! setting the stack up: it prints each service's pid and a `wrk` command per
+//! case, and keeps everything running until Ctrl-C, for profiling a service
+//! under load (`perf record -g -p <pid>`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,8 +58,11 @@ const MEASURED: [&str; 3] = ["gateway", "tenant", "fact"];
 async fn main() -> anyhow::Result<()> {
     let mut run = Run::new()?;
     let interrupted = tenancy::shutdown::on_signal();
+    let hold = std::env::args().any(|argument| argument == "--hold");
     let outcome = tokio::select! {
-        outcome = benchmark(&mut run) => outcome,
+        // Holding ends with the interrupt: let that branch see it first.
+        biased;
+        outcome = benchmark(&mut run, hold.then(|| interrupted.clone())) => outcome,
         _ = interrupted.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
     if outcome.is_err() {
@@ -64,7 +72,12 @@ async fn main() -> anyhow::Result<()> {
     outcome
 }
 
-async fn benchmark(run: &mut Run) -> anyhow::Result<()> {
+/// Runs every case, or with `hold` set up the stack and keep it until the
+/// token is cancelled.
+async fn benchmark(
+    run: &mut Run,
+    hold: Option<tokio_util::sync::CancellationToken>,
+) -> anyhow::Result<()> {
     run.start_services()?;
     run.wait_until_ready(Duration::from_secs(120)).await?;
     // Let composition's allocations settle before reading the idle figure.
@@ -75,6 +88,9 @@ async fn benchmark(run: &mut Run) -> anyhow::Result<()> {
     let cases = cases(run, tenant, &token);
     for case in &cases {
         run.check(case).await?;
+    }
+    if let Some(until) = hold {
+        return run.hold(&cases, until).await;
     }
     let postgres = Postgres::connect(run, tenant).await?;
 
@@ -591,9 +607,35 @@ impl Run {
             script.push_str(&format!("wrk.body = [==[{body}]==]\n"));
         }
         script.push_str(WRK_CHECKS);
-        let path = self.directory.join("case.lua");
+        let path = self
+            .directory
+            .join(format!("{}.lua", case.key.replace('/', "_")));
         std::fs::write(&path, script)?;
         Ok(path)
+    }
+
+    /// Prints what profiling needs (pids, one `wrk` command per case) and
+    /// waits until `until` is cancelled.
+    async fn hold(
+        &self,
+        cases: &[Case],
+        until: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<()> {
+        for (name, child) in &self.processes {
+            println!("{name} pid {}", child.id());
+        }
+        for case in cases {
+            let script = self.write_script(case)?;
+            println!(
+                "{}: wrk -t1 -c{LOADED_CONNECTIONS} -d10s --latency -s {} {}",
+                case.name,
+                script.display(),
+                case.url
+            );
+        }
+        println!("holding the stack until Ctrl-C");
+        until.cancelled().await;
+        Ok(())
     }
 
     /// Resident memory of a service, from `/proc/<pid>/status`.
