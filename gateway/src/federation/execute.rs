@@ -32,7 +32,7 @@ use serde_json::{Map, Value, json};
 
 use super::client::Caller;
 use super::{
-    client::{SubgraphCallError, SubgraphClient},
+    client::{SubgraphCallError, SubgraphClient, SubgraphRequest},
     supergraph::Supergraph,
 };
 use crate::error::ResponseError;
@@ -214,10 +214,11 @@ impl<'a> PlanExecutor<'a> {
     /// A root call: its data merges into the root of the tree, and its error
     /// paths are already response paths.
     async fn root_fetch(&self, fetch: &FetchNode) {
-        let body = json!({
-            "query": fetch.operation.document_str,
-            "variables": self.forwarded_variables(fetch.variable_usages.as_ref()),
-        });
+        let variables = self.forwarded_variables(fetch.variable_usages.as_ref());
+        let body = SubgraphRequest {
+            query: &fetch.operation.document_str,
+            variables: Some(&variables),
+        };
         match self.call(&fetch.service_name, &body).await {
             Ok(response) => {
                 if let Some(data @ Value::Object(_)) = response.data {
@@ -264,7 +265,10 @@ impl<'a> PlanExecutor<'a> {
                 Value::Array(entities.representations.clone()),
             );
         }
-        let body = json!({ "query": operation.document_str, "variables": variables });
+        let body = SubgraphRequest {
+            query: &operation.document_str,
+            variables: Some(&variables),
+        };
 
         let response = match self.call(service_name, &body).await {
             Ok(response) => response,
@@ -343,7 +347,7 @@ impl<'a> PlanExecutor<'a> {
     async fn call(
         &self,
         service_name: &str,
-        body: &Value,
+        body: &SubgraphRequest<'_>,
     ) -> Result<super::client::SubgraphResponse, SubgraphCallError> {
         let Some(url) = self.supergraph.subgraph_url(service_name) else {
             return Err(SubgraphCallError::UnknownSubgraph(service_name.to_owned()));

@@ -30,7 +30,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 use self::{
-    client::{Caller, SubgraphClient},
+    client::{Caller, SubgraphClient, SubgraphRequest},
     compose::SubgraphSchema,
     execute::PlanExecutor,
     supergraph::{OperationLimits, Supergraph},
@@ -146,10 +146,14 @@ impl Federation {
             bail!("no subgraph URL is configured");
         }
         let fetches = self.subgraphs.iter().map(|subgraph| async move {
-            let body = json!({ "query": "{ _service { sdl } }" });
+            let body = SubgraphRequest {
+                query: "{ _service { sdl } }",
+                variables: None,
+            };
+            let endpoint = subgraph.url.parse().context("parsing the URL")?;
             let response = self
                 .client
-                .send_with_timeout(&subgraph.url, &body, None, PROBE_TIMEOUT)
+                .send_with_timeout(&endpoint, &body, None, PROBE_TIMEOUT)
                 .await
                 .with_context(|| format!("subgraph {} at {}", subgraph.name, subgraph.url))?;
             let sdl = response
@@ -178,9 +182,15 @@ impl Federation {
             return false;
         }
         let probes = self.subgraphs.iter().map(|subgraph| async move {
-            let body = json!({ "query": "{ __typename }" });
+            let body = SubgraphRequest {
+                query: "{ __typename }",
+                variables: None,
+            };
+            let Ok(endpoint) = subgraph.url.parse() else {
+                return false;
+            };
             self.client
-                .send_with_timeout(&subgraph.url, &body, None, PROBE_TIMEOUT)
+                .send_with_timeout(&endpoint, &body, None, PROBE_TIMEOUT)
                 .await
                 .is_ok()
         });

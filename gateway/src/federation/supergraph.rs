@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, anyhow};
+use axum::http::Uri;
 use graphql_tools::parser::query;
 use hive_router_query_planner::{
     ast::{normalization::normalize_operation, operation::OperationDefinition},
@@ -135,7 +136,8 @@ pub struct Supergraph {
     sdl: String,
     sources: Vec<SubgraphSchema>,
     planner: Planner,
-    subgraph_urls: HashMap<String, String>,
+    /// Endpoints by subgraph name, parsed once: a plan's calls name them.
+    subgraph_urls: HashMap<String, Uri>,
     validation_plan: graphql_tools::validation::validate::ValidationPlan,
     /// Non-null fields without a default, by input object type.
     required_input_fields: HashMap<String, Vec<String>>,
@@ -161,8 +163,20 @@ impl Supergraph {
         add_root_join_types(&mut document);
         let planner = Planner::new_from_supergraph(&document, QueryPlannerOptions::default())
             .map_err(|error| anyhow!("building the query planner: {error}"))?;
-        let mut urls = planner.supergraph.subgraph_endpoint_map.clone();
-        urls.extend(subgraph_urls);
+        let mut endpoints = planner.supergraph.subgraph_endpoint_map.clone();
+        endpoints.extend(subgraph_urls);
+        let mut urls = HashMap::new();
+        for (name, url) in endpoints {
+            match url.parse::<Uri>() {
+                Ok(uri) => {
+                    urls.insert(name, uri);
+                }
+                // Its calls fail as calls to an unknown subgraph would.
+                Err(error) => {
+                    tracing::warn!(target: "gateway::compose", subgraph = name, url, "unusable subgraph URL: {error}")
+                }
+            }
+        }
         let required_input_fields = required_input_fields(&planner.consumer_schema.document);
         Ok(Self {
             sdl: sdl.to_owned(),
@@ -241,8 +255,8 @@ impl Supergraph {
     }
 
     /// Endpoint of a subgraph named in a plan.
-    pub fn subgraph_url(&self, name: &str) -> Option<&str> {
-        self.subgraph_urls.get(name).map(String::as_str)
+    pub fn subgraph_url(&self, name: &str) -> Option<&Uri> {
+        self.subgraph_urls.get(name)
     }
 
     /// Parses, checks, validates, normalizes and plans a client operation,
