@@ -239,7 +239,7 @@ impl Federation {
             supergraph.state(),
             &prepared.operation,
             &variables,
-            &output.data,
+            output.data,
         );
         let mut response = Map::new();
         response.insert("data".to_owned(), data);

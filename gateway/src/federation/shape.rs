@@ -6,6 +6,11 @@
 //! for, in its order and under its aliases, honours `@skip`/`@include`, and
 //! applies GraphQL null propagation: a null in a non-null position nulls the
 //! nearest nullable parent.
+//!
+//! The tree is consumed: values move into the response instead of being
+//! copied, except where one selection set reads a response key twice (two
+//! fragments selecting the same field), which reads that object by
+//! reference.
 
 use hive_router_query_planner::{
     ast::{
@@ -14,6 +19,8 @@ use hive_router_query_planner::{
     },
     state::supergraph_state::{OperationKind, SupergraphDefinition, SupergraphState, TypeNode},
 };
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 /// A null reached a non-null position and must propagate to the parent.
@@ -59,7 +66,7 @@ pub fn shape_data(
     state: &SupergraphState,
     operation: &OperationDefinition,
     variables: &Map<String, Value>,
-    merged: &Value,
+    merged: Value,
 ) -> Value {
     let root_type = match operation.operation_kind {
         Some(OperationKind::Mutation) => state.mutation_type.as_deref().unwrap_or("Mutation"),
@@ -68,11 +75,13 @@ pub fn shape_data(
         }
         _ => state.query_type.as_str(),
     };
-    let empty = Map::new();
-    let source = merged.as_object().unwrap_or(&empty);
+    let source = match merged {
+        Value::Object(source) => source,
+        _ => Map::new(),
+    };
     let shaper = Shaper { state, variables };
     let mut data = Map::new();
-    match shaper.object(root_type, &operation.selection_set, source, &mut data) {
+    match shaper.take_object(root_type, &operation.selection_set, source, &mut data) {
         Ok(()) => Value::Object(data),
         Err(PropagatedNull) => Value::Null,
     }
@@ -84,6 +93,132 @@ struct Shaper<'a> {
 }
 
 impl Shaper<'_> {
+    /// Like [`object`](Self::object), moving values out of `source`.
+    fn take_object(
+        &self,
+        type_name: &str,
+        selections: &SelectionSet,
+        mut source: Map<String, Value>,
+        out: &mut Map<String, Value>,
+    ) -> Result<(), PropagatedNull> {
+        // A key read twice must still be there the second time.
+        let mut keys = Vec::new();
+        if reads_a_key_twice(selections, &mut keys) {
+            return self.object(type_name, selections, &source, out);
+        }
+        self.move_object(type_name, selections, &mut source, out)
+    }
+
+    /// Projects `source` onto `selections`, which read each key once.
+    fn move_object(
+        &self,
+        type_name: &str,
+        selections: &SelectionSet,
+        source: &mut Map<String, Value>,
+        out: &mut Map<String, Value>,
+    ) -> Result<(), PropagatedNull> {
+        for item in &selections.items {
+            match item {
+                SelectionItem::Field(field) => {
+                    if field.omit_from_response
+                        || !self.included(field.skip_if.as_deref(), field.include_if.as_deref())
+                    {
+                        continue;
+                    }
+                    let key = field.selection_identifier();
+                    // Every `__typename` selection reads the same source key,
+                    // whatever its alias: copy it, it is short.
+                    if field.name == "__typename" {
+                        let typename = source.get("__typename").cloned();
+                        out.insert(key.to_owned(), typename.unwrap_or_else(|| type_name.into()));
+                        continue;
+                    }
+
+                    let field_type = self.field_type(type_name, &field.name);
+                    let raw = source.remove(key);
+                    let completed = match field_type {
+                        Some(field_type) => self.take(field_type, raw, &field.selections),
+                        None => Ok(raw.unwrap_or(Value::Null)),
+                    };
+                    match completed {
+                        Ok(value) => match out.get_mut(key) {
+                            Some(existing) => super::execute::deep_merge(existing, value),
+                            None => {
+                                out.insert(key.to_owned(), value);
+                            }
+                        },
+                        Err(PropagatedNull) => return Err(PropagatedNull),
+                    }
+                }
+                SelectionItem::InlineFragment(fragment) => {
+                    if !self.included(fragment.skip_if.as_deref(), fragment.include_if.as_deref())
+                        || !self.applies(&fragment.type_condition, type_name)
+                    {
+                        continue;
+                    }
+                    self.move_object(type_name, &fragment.selections, source, out)?;
+                }
+                SelectionItem::FragmentSpread(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`complete`](Self::complete), consuming the value.
+    fn take(
+        &self,
+        field_type: &TypeNode,
+        raw: Option<Value>,
+        selections: &SelectionSet,
+    ) -> Result<Value, PropagatedNull> {
+        match field_type {
+            TypeNode::NonNull(inner) => match self.take(inner, raw, selections)? {
+                Value::Null => Err(PropagatedNull),
+                value => Ok(value),
+            },
+            TypeNode::List(inner) => match raw {
+                Some(Value::Array(items)) => {
+                    let mut completed = Vec::with_capacity(items.len());
+                    for item in items {
+                        match self.take(inner, Some(item), selections) {
+                            Ok(value) => completed.push(value),
+                            Err(PropagatedNull) => return Ok(Value::Null),
+                        }
+                    }
+                    Ok(Value::Array(completed))
+                }
+                _ => Ok(Value::Null),
+            },
+            TypeNode::Named(type_name) => match raw {
+                Some(Value::Object(object)) if !selections.is_empty() => {
+                    // The type's name from the schema, so the object can move.
+                    let concrete = match object.get("__typename").and_then(Value::as_str) {
+                        Some(concrete) => match self.state.definitions.get_key_value(concrete) {
+                            Some((known, _)) => Cow::Borrowed(known.as_str()),
+                            None => Cow::Owned(concrete.to_owned()),
+                        },
+                        None => Cow::Borrowed(type_name.as_str()),
+                    };
+                    let mut out = Map::new();
+                    match self.take_object(&concrete, selections, object, &mut out) {
+                        Ok(()) => Ok(Value::Object(out)),
+                        Err(PropagatedNull) => Ok(Value::Null),
+                    }
+                }
+                Some(value) if selections.is_empty() => Ok(value),
+                _ => Ok(Value::Null),
+            },
+        }
+    }
+
+    fn field_type(&self, type_name: &str, field_name: &str) -> Option<&TypeNode> {
+        self.state
+            .definitions
+            .get(type_name)
+            .and_then(|definition| definition.fields().get(field_name))
+            .map(|definition| &definition.field_type)
+    }
+
     fn object(
         &self,
         type_name: &str,
@@ -106,12 +241,7 @@ impl Shaper<'_> {
                         continue;
                     }
 
-                    let field_type = self
-                        .state
-                        .definitions
-                        .get(type_name)
-                        .and_then(|definition| definition.fields().get(&field.name))
-                        .map(|definition| &definition.field_type);
+                    let field_type = self.field_type(type_name, &field.name);
                     let raw = source.get(key);
                     let completed = match field_type {
                         Some(field_type) => self.complete(field_type, raw, &field.selections),
@@ -211,6 +341,29 @@ impl Shaper<'_> {
     }
 }
 
+/// Whether a selection set, its inline fragments included whether they apply
+/// or not, reads some response key twice. `keys` collects the keys read.
+fn reads_a_key_twice<'s>(selections: &'s SelectionSet, keys: &mut Vec<&'s str>) -> bool {
+    for item in &selections.items {
+        match item {
+            SelectionItem::Field(field) if field.name != "__typename" => {
+                let key = field.selection_identifier();
+                if keys.contains(&key) {
+                    return true;
+                }
+                keys.push(key);
+            }
+            SelectionItem::Field(_) | SelectionItem::FragmentSpread(_) => {}
+            SelectionItem::InlineFragment(fragment) => {
+                if reads_a_key_twice(&fragment.selections, keys) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,7 +380,7 @@ mod tests {
         let supergraph = test_supergraph();
         let prepared = supergraph.prepare(query, None, LIMITS).unwrap();
         let variables = effective_variables(&prepared.operation, variables.as_object().unwrap());
-        shape_data(supergraph.state(), &prepared.operation, &variables, &merged)
+        shape_data(supergraph.state(), &prepared.operation, &variables, merged)
     }
 
     #[test]
@@ -258,6 +411,29 @@ mod tests {
     fn a_null_item_in_a_non_null_list_nulls_the_list_and_propagates() {
         let merged = json!({ "facts": [{ "text": "a" }, null] });
         assert_eq!(shape("{ facts { text } }", json!({}), merged), Value::Null);
+    }
+
+    #[test]
+    fn a_key_read_by_a_field_and_a_fragment_is_there_both_times() {
+        // The normaliser keeps `id` beside the fragments that select it again,
+        // so one object's `id` is read twice.
+        const SDL: &str = "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.3\", import: [\"@key\"])
+            type Query { node: Node }
+            interface Node { id: ID! }
+            type Fact implements Node { id: ID! text: String! }
+            type Todo implements Node { id: ID! title: String! }";
+        let supergraph =
+            crate::federation::Supergraph::compose(&[crate::federation::compose::SubgraphSchema {
+                name: "app".into(),
+                url: "http://app/graphql".into(),
+                sdl: SDL.into(),
+            }])
+            .unwrap();
+        let query = "{ node { id ... on Fact { id text } ... on Todo { id title } } }";
+        let prepared = supergraph.prepare(query, None, LIMITS).unwrap();
+        let merged = json!({ "node": { "__typename": "Fact", "id": "f1", "text": "a" } });
+        let shaped = shape_data(supergraph.state(), &prepared.operation, &Map::new(), merged);
+        assert_eq!(shaped, json!({ "node": { "id": "f1", "text": "a" } }));
     }
 
     #[test]
