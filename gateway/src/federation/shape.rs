@@ -8,9 +8,8 @@
 //! nearest nullable parent.
 //!
 //! The tree is consumed: values move into the response instead of being
-//! copied, except where one selection set reads a response key twice (two
-//! fragments selecting the same field), which reads that object by
-//! reference.
+//! copied, except a key that one selection set reads twice (a field and a
+//! fragment selecting it again), which is copied for each read.
 
 use hive_router_query_planner::{
     ast::{
@@ -81,7 +80,7 @@ pub fn shape_data(
     };
     let shaper = Shaper { state, variables };
     let mut data = Map::new();
-    match shaper.take_object(root_type, &operation.selection_set, source, &mut data) {
+    match shaper.object(root_type, &operation.selection_set, source, &mut data) {
         Ok(()) => Value::Object(data),
         Err(PropagatedNull) => Value::Null,
     }
@@ -93,28 +92,29 @@ struct Shaper<'a> {
 }
 
 impl Shaper<'_> {
-    /// Like [`object`](Self::object), moving values out of `source`.
-    fn take_object(
+    /// Projects `source`, an object of `type_name`, onto `selections`,
+    /// moving its values into `out`.
+    fn object(
         &self,
         type_name: &str,
         selections: &SelectionSet,
         mut source: Map<String, Value>,
         out: &mut Map<String, Value>,
     ) -> Result<(), PropagatedNull> {
-        // A key read twice must still be there the second time.
         let mut keys = Vec::new();
-        if reads_a_key_twice(selections, &mut keys) {
-            return self.object(type_name, selections, &source, out);
-        }
-        self.move_object(type_name, selections, &mut source, out)
+        let mut repeated = Vec::new();
+        keys_read(selections, &mut keys, &mut repeated);
+        self.project(type_name, selections, &mut source, &repeated, out)
     }
 
-    /// Projects `source` onto `selections`, which read each key once.
-    fn move_object(
+    /// The walk of [`object`](Self::object); a key in `repeated` is read more
+    /// than once, so it is copied out of `source` instead of moved.
+    fn project(
         &self,
         type_name: &str,
         selections: &SelectionSet,
         source: &mut Map<String, Value>,
+        repeated: &[&str],
         out: &mut Map<String, Value>,
     ) -> Result<(), PropagatedNull> {
         for item in &selections.items {
@@ -134,14 +134,20 @@ impl Shaper<'_> {
                         continue;
                     }
 
-                    let field_type = self.field_type(type_name, &field.name);
-                    let raw = source.remove(key);
-                    let completed = match field_type {
-                        Some(field_type) => self.take(field_type, raw, &field.selections),
+                    let raw = if repeated.contains(&key) {
+                        source.get(key).cloned()
+                    } else {
+                        source.remove(key)
+                    };
+                    let completed = match self.field_type(type_name, &field.name) {
+                        Some(field_type) => self.complete(field_type, raw, &field.selections),
+                        // Unknown to the supergraph: pass through what arrived.
                         None => Ok(raw.unwrap_or(Value::Null)),
                     };
                     match completed {
                         Ok(value) => match out.get_mut(key) {
+                            // The same key selected twice (e.g. by a field and
+                            // a fragment): merge the two projections.
                             Some(existing) => super::execute::deep_merge(existing, value),
                             None => {
                                 out.insert(key.to_owned(), value);
@@ -156,117 +162,7 @@ impl Shaper<'_> {
                     {
                         continue;
                     }
-                    self.move_object(type_name, &fragment.selections, source, out)?;
-                }
-                SelectionItem::FragmentSpread(_) => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Like [`complete`](Self::complete), consuming the value.
-    fn take(
-        &self,
-        field_type: &TypeNode,
-        raw: Option<Value>,
-        selections: &SelectionSet,
-    ) -> Result<Value, PropagatedNull> {
-        match field_type {
-            TypeNode::NonNull(inner) => match self.take(inner, raw, selections)? {
-                Value::Null => Err(PropagatedNull),
-                value => Ok(value),
-            },
-            TypeNode::List(inner) => match raw {
-                Some(Value::Array(items)) => {
-                    let mut completed = Vec::with_capacity(items.len());
-                    for item in items {
-                        match self.take(inner, Some(item), selections) {
-                            Ok(value) => completed.push(value),
-                            Err(PropagatedNull) => return Ok(Value::Null),
-                        }
-                    }
-                    Ok(Value::Array(completed))
-                }
-                _ => Ok(Value::Null),
-            },
-            TypeNode::Named(type_name) => match raw {
-                Some(Value::Object(object)) if !selections.is_empty() => {
-                    // The type's name from the schema, so the object can move.
-                    let concrete = match object.get("__typename").and_then(Value::as_str) {
-                        Some(concrete) => match self.state.definitions.get_key_value(concrete) {
-                            Some((known, _)) => Cow::Borrowed(known.as_str()),
-                            None => Cow::Owned(concrete.to_owned()),
-                        },
-                        None => Cow::Borrowed(type_name.as_str()),
-                    };
-                    let mut out = Map::new();
-                    match self.take_object(&concrete, selections, object, &mut out) {
-                        Ok(()) => Ok(Value::Object(out)),
-                        Err(PropagatedNull) => Ok(Value::Null),
-                    }
-                }
-                Some(value) if selections.is_empty() => Ok(value),
-                _ => Ok(Value::Null),
-            },
-        }
-    }
-
-    fn field_type(&self, type_name: &str, field_name: &str) -> Option<&TypeNode> {
-        self.state
-            .definitions
-            .get(type_name)
-            .and_then(|definition| definition.fields().get(field_name))
-            .map(|definition| &definition.field_type)
-    }
-
-    fn object(
-        &self,
-        type_name: &str,
-        selections: &SelectionSet,
-        source: &Map<String, Value>,
-        out: &mut Map<String, Value>,
-    ) -> Result<(), PropagatedNull> {
-        for item in &selections.items {
-            match item {
-                SelectionItem::Field(field) => {
-                    if field.omit_from_response
-                        || !self.included(field.skip_if.as_deref(), field.include_if.as_deref())
-                    {
-                        continue;
-                    }
-                    let key = field.selection_identifier();
-                    if field.name == "__typename" {
-                        let typename = source.get("__typename").cloned();
-                        out.insert(key.to_owned(), typename.unwrap_or_else(|| type_name.into()));
-                        continue;
-                    }
-
-                    let field_type = self.field_type(type_name, &field.name);
-                    let raw = source.get(key);
-                    let completed = match field_type {
-                        Some(field_type) => self.complete(field_type, raw, &field.selections),
-                        // Unknown to the supergraph: pass through what arrived.
-                        None => Ok(raw.cloned().unwrap_or(Value::Null)),
-                    };
-                    match completed {
-                        Ok(value) => match out.get_mut(key) {
-                            // The same key selected twice (e.g. through two
-                            // fragments): merge the two projections.
-                            Some(existing) => super::execute::deep_merge(existing, value),
-                            None => {
-                                out.insert(key.to_owned(), value);
-                            }
-                        },
-                        Err(PropagatedNull) => return Err(PropagatedNull),
-                    }
-                }
-                SelectionItem::InlineFragment(fragment) => {
-                    if !self.included(fragment.skip_if.as_deref(), fragment.include_if.as_deref())
-                        || !self.applies(&fragment.type_condition, type_name)
-                    {
-                        continue;
-                    }
-                    self.object(type_name, &fragment.selections, source, out)?;
+                    self.project(type_name, &fragment.selections, source, repeated, out)?;
                 }
                 // Normalization inlines every fragment spread.
                 SelectionItem::FragmentSpread(_) => {}
@@ -280,7 +176,7 @@ impl Shaper<'_> {
     fn complete(
         &self,
         field_type: &TypeNode,
-        raw: Option<&Value>,
+        raw: Option<Value>,
         selections: &SelectionSet,
     ) -> Result<Value, PropagatedNull> {
         match field_type {
@@ -303,20 +199,32 @@ impl Shaper<'_> {
             },
             TypeNode::Named(type_name) => match raw {
                 Some(Value::Object(object)) if !selections.is_empty() => {
-                    let concrete = object
-                        .get("__typename")
-                        .and_then(Value::as_str)
-                        .unwrap_or(type_name);
+                    // The type's name from the schema, so the object can move.
+                    let concrete = match object.get("__typename").and_then(Value::as_str) {
+                        Some(concrete) => match self.state.definitions.get_key_value(concrete) {
+                            Some((known, _)) => Cow::Borrowed(known.as_str()),
+                            None => Cow::Owned(concrete.to_owned()),
+                        },
+                        None => Cow::Borrowed(type_name.as_str()),
+                    };
                     let mut out = Map::new();
-                    match self.object(concrete, selections, object, &mut out) {
+                    match self.object(&concrete, selections, object, &mut out) {
                         Ok(()) => Ok(Value::Object(out)),
                         Err(PropagatedNull) => Ok(Value::Null),
                     }
                 }
-                Some(value) if selections.is_empty() => Ok(value.clone()),
+                Some(value) if selections.is_empty() => Ok(value),
                 _ => Ok(Value::Null),
             },
         }
+    }
+
+    fn field_type(&self, type_name: &str, field_name: &str) -> Option<&TypeNode> {
+        self.state
+            .definitions
+            .get(type_name)
+            .and_then(|definition| definition.fields().get(field_name))
+            .map(|definition| &definition.field_type)
     }
 
     fn included(&self, skip_if: Option<&str>, include_if: Option<&str>) -> bool {
@@ -341,27 +249,30 @@ impl Shaper<'_> {
     }
 }
 
-/// Whether a selection set, its inline fragments included whether they apply
-/// or not, reads some response key twice. `keys` collects the keys read.
-fn reads_a_key_twice<'s>(selections: &'s SelectionSet, keys: &mut Vec<&'s str>) -> bool {
+/// Collects the response keys `selections` reads, its inline fragments
+/// included whether they apply or not, into `keys`, and those read more than
+/// once into `repeated`.
+fn keys_read<'s>(
+    selections: &'s SelectionSet,
+    keys: &mut Vec<&'s str>,
+    repeated: &mut Vec<&'s str>,
+) {
     for item in &selections.items {
         match item {
             SelectionItem::Field(field) if field.name != "__typename" => {
                 let key = field.selection_identifier();
-                if keys.contains(&key) {
-                    return true;
+                if !keys.contains(&key) {
+                    keys.push(key);
+                } else if !repeated.contains(&key) {
+                    repeated.push(key);
                 }
-                keys.push(key);
             }
             SelectionItem::Field(_) | SelectionItem::FragmentSpread(_) => {}
             SelectionItem::InlineFragment(fragment) => {
-                if reads_a_key_twice(&fragment.selections, keys) {
-                    return true;
-                }
+                keys_read(&fragment.selections, keys, repeated);
             }
         }
     }
-    false
 }
 
 #[cfg(test)]
