@@ -5,8 +5,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{App, chart_query, first_code, measure_chart, on_a_deep_stack};
+use support::{App, chart_query, measure_chart, on_a_deep_stack};
 use tenancy::TenantId;
+use tenancy::testing::first_code;
 
 const MEMBER: &str = "query($id: ID!) { orgMember(id: $id) { id name title managerId manager { id } reports { id } } }";
 const UPDATE: &str = "mutation($id: ID!, $i: UpdateOrgMemberInput!) { updateOrgMember(id: $id, input: $i) { id name title managerId } }";
@@ -432,7 +433,7 @@ async fn a_tenant_without_an_org_database_is_told_why() {
     app.service
         .runtime
         .registry
-        .claim(pending, &app.host.url(), &database)
+        .claim(pending, &app.host().url(), &database)
         .await
         .unwrap();
     for query in [

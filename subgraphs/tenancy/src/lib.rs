@@ -21,6 +21,7 @@
 //! - [`paging`]: Relay pagination by UUIDv7 id.
 //! - [`shutdown`]: graceful shutdown on SIGTERM and Ctrl-C.
 //! - [`telemetry`]: logging set-up.
+//! - `testing` (feature `testing`): the harness of the apps' tests.
 
 pub mod app;
 pub mod argument;
@@ -40,6 +41,8 @@ pub mod registry;
 pub mod selector;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use ids::TenantId;

@@ -4,18 +4,18 @@
 //! Each test has its own control databases, topics and tenants, and drops
 //! every database it made.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Value, json};
 use tenancy::TenantId;
 use tenancy::bus::{EventBus, KafkaBus};
-use tenancy::config::{PoolLimits, TenancyConfig};
+use tenancy::config::TenancyConfig;
 use tenancy::events::SignupEvent;
-use tenancy::hop::{HOP_HEADER, TENANT_HEADER};
 use tenancy::host::DatabaseHost;
 use tenancy::registry::DatabaseStatus;
+use tenancy::testing::{GatewayCalls, TestDatabases, first_code};
 use todo_subgraph::TodoService;
 use tokio_util::sync::CancellationToken;
 
@@ -26,60 +26,36 @@ struct App {
     config: TenancyConfig,
     service: TodoService,
     bus: Arc<dyn EventBus>,
-    url: String,
-    host: DatabaseHost,
-    http: reqwest::Client,
+    client: GatewayCalls,
+    databases: TestDatabases,
     shutdown: CancellationToken,
-    tenants: Mutex<Vec<TenantId>>,
-    cleaned: bool,
 }
 
 impl App {
     async fn start() -> App {
-        let prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let brokers = std::env::var("KAFKA_BROKERS")
-            .expect("KAFKA_BROKERS is not set: start a broker (scripts/broker) and export it");
-        let config = TenancyConfig {
-            database_url: std::env::var("TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
-            database_prefix: prefix.clone(),
-            kafka_brokers: Some(brokers.clone()),
-            hop_secret: HOP_SECRET.to_owned(),
-            signups_topic: format!("{prefix}signups"),
-            provisioning_topic: format!("{prefix}provisioning"),
-            pools: PoolLimits {
-                connections_per_pool: 2,
-                max_pools: 8,
-                idle: Duration::from_secs(60),
-            },
-        };
-        let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(&brokers).unwrap());
+        let config = tenancy::testing::test_config(HOP_SECRET);
+        let brokers = config.kafka_brokers.as_deref().unwrap();
+        let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(brokers).unwrap());
         let shutdown = CancellationToken::new();
+        let databases = TestDatabases::new(&config.database_url);
+        databases.track(config.control_database("todo_registry"));
         let service = todo_subgraph::start(&config, bus.clone(), shutdown.clone())
             .await
             .unwrap();
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (router, stop) = (service.router.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .unwrap();
-        });
-
+        let origin = tenancy::testing::serve(service.router.clone(), shutdown.clone()).await;
         App {
-            host: DatabaseHost::parse(&config.database_url).unwrap(),
+            client: GatewayCalls::new(origin, HOP_SECRET),
             config,
             service,
             bus,
-            url,
-            http: reqwest::Client::new(),
+            databases,
             shutdown,
-            tenants: Mutex::new(Vec::new()),
-            cleaned: false,
         }
+    }
+
+    /// The cluster the app's databases live on.
+    fn host(&self) -> &DatabaseHost {
+        &self.databases.host
     }
 
     /// A tenant whose todo database is ready.
@@ -98,30 +74,13 @@ impl App {
 
     /// Remembers a tenant whose database `cleanup` drops.
     fn track(&self, tenant: TenantId) -> TenantId {
-        self.tenants.lock().unwrap().push(tenant);
+        self.databases.track(tenant.database_name("todo"));
         tenant
-    }
-
-    /// A GraphQL request as the gateway sends it; returns (status, body).
-    async fn post(&self, tenant: TenantId, query: &str, variables: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/graphql", self.url))
-            .header(HOP_HEADER, HOP_SECRET)
-            .header(TENANT_HEADER, tenant.to_string())
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
     }
 
     /// A GraphQL request that must get HTTP 200; returns the body.
     async fn call(&self, tenant: TenantId, query: &str, variables: Value) -> Value {
-        let (status, body) = self.post(tenant, query, variables).await;
-        assert_eq!(status, 200, "{body}");
-        body
+        self.client.call(tenant, query, variables).await
     }
 
     /// Creates a TODO and returns its id.
@@ -143,54 +102,16 @@ impl App {
     async fn cleanup(mut self) {
         self.shutdown.cancel();
         (&mut self.service.runtime.consumer).await.ok();
-        for database in self.databases() {
-            self.host.drop_database(&database).await.unwrap();
-        }
-        self.cleaned = true;
-    }
-
-    /// The tenant databases and the registry this app made.
-    fn databases(&self) -> Vec<String> {
-        let tenants = self
-            .tenants
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut names: Vec<String> = tenants.iter().map(|t| t.database_name("todo")).collect();
-        names.push(self.config.control_database("todo_registry"));
-        names
+        self.databases.drop_all().await;
     }
 }
 
-/// A test that failed before `cleanup` still drops its databases, from a
-/// thread of its own (the test's runtime may be gone).
+/// A test that failed before `cleanup` stops the app; its databases are
+/// dropped by [`TestDatabases`].
 impl Drop for App {
     fn drop(&mut self) {
-        if self.cleaned {
-            return;
-        }
         self.shutdown.cancel();
-        let (url, databases) = (self.config.database_url.clone(), self.databases());
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let host = DatabaseHost::parse(&url).unwrap();
-                for database in databases {
-                    host.drop_database(&database).await.ok();
-                }
-            });
-        });
-        dropper.join().ok();
     }
-}
-
-/// The `extensions.code` of the first error.
-fn first_code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("<none>")
 }
 
 fn titles(connection: &Value) -> Vec<&str> {
@@ -443,7 +364,7 @@ async fn a_tenant_without_a_todo_database_is_told_why() {
     let registry = &app.service.runtime.registry;
     let database = pending.database_name("todo");
     registry
-        .claim(pending, &app.host.url(), &database)
+        .claim(pending, &app.host().url(), &database)
         .await
         .unwrap();
     let body = app
@@ -500,7 +421,7 @@ async fn a_signup_for_todo_provisions_the_tenant_database() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        app.host
+        app.host()
             .database_exists(&ours.tenant_id.database_name("todo"))
             .await
             .unwrap()

@@ -1,12 +1,11 @@
-//! A test org subgraph: started with `start`, served on port 0 and called as
-//! the gateway calls it, against the real PostgreSQL (`TEST_DATABASE_URL`)
-//! and a real Kafka-protocol broker (`KAFKA_BROKERS`), with its own control
-//! database, topics and tenants. Shared by the tests and the chart benchmark.
+//! A test org subgraph on the kit's harness (`tenancy::testing`): started
+//! with `start`, served on a free port and called as the gateway calls it,
+//! with its own control database, topics and tenants. Shared by the tests and
+//! the chart benchmark.
 
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use chrono::Utc;
 use org_subgraph::OrgService;
@@ -15,10 +14,10 @@ use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 use tenancy::TenantId;
 use tenancy::bus::{EventBus, KafkaBus};
-use tenancy::config::{PoolLimits, TenancyConfig};
-use tenancy::hop::{HOP_HEADER, TENANT_HEADER};
+use tenancy::config::TenancyConfig;
 use tenancy::host::DatabaseHost;
 use tenancy::registry::DatabaseStatus;
+use tenancy::testing::{GatewayCalls, TestDatabases};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -28,60 +27,36 @@ pub const HOP_SECRET: &str = "org-test-hop-secret-01234";
 pub struct App {
     pub config: TenancyConfig,
     pub service: OrgService,
-    pub url: String,
-    pub host: DatabaseHost,
-    pub http: reqwest::Client,
+    pub client: GatewayCalls,
+    databases: TestDatabases,
     shutdown: CancellationToken,
-    tenants: Mutex<Vec<TenantId>>,
-    cleaned: bool,
 }
 
 impl App {
     /// Starts the subgraph with a fresh prefix and fresh topics.
     pub async fn start() -> App {
-        let prefix = format!("t{}_", &Uuid::new_v4().simple().to_string()[..10]);
-        let brokers = std::env::var("KAFKA_BROKERS")
-            .expect("KAFKA_BROKERS is not set: start a broker (scripts/broker) and export it");
-        let config = TenancyConfig {
-            database_url: std::env::var("TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
-            database_prefix: prefix.clone(),
-            kafka_brokers: Some(brokers.clone()),
-            hop_secret: HOP_SECRET.to_owned(),
-            signups_topic: format!("{prefix}signups"),
-            provisioning_topic: format!("{prefix}provisioning"),
-            pools: PoolLimits {
-                connections_per_pool: 2,
-                max_pools: 8,
-                idle: Duration::from_secs(60),
-            },
-        };
-        let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(&brokers).unwrap());
+        let config = tenancy::testing::test_config(HOP_SECRET);
+        let brokers = config.kafka_brokers.as_deref().unwrap();
+        let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(brokers).unwrap());
         let shutdown = CancellationToken::new();
+        let databases = TestDatabases::new(&config.database_url);
+        databases.track(config.control_database("org_registry"));
         let service = org_subgraph::start(&config, bus, shutdown.clone())
             .await
             .unwrap();
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (router, stop) = (service.router.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .unwrap();
-        });
-
+        let origin = tenancy::testing::serve(service.router.clone(), shutdown.clone()).await;
         App {
-            host: DatabaseHost::parse(&config.database_url).unwrap(),
+            client: GatewayCalls::new(origin, HOP_SECRET),
             config,
             service,
-            url,
-            http: reqwest::Client::new(),
+            databases,
             shutdown,
-            tenants: Mutex::new(Vec::new()),
-            cleaned: false,
         }
+    }
+
+    /// The cluster the app's databases live on.
+    pub fn host(&self) -> &DatabaseHost {
+        &self.databases.host
     }
 
     /// A tenant whose org database is ready.
@@ -100,7 +75,7 @@ impl App {
 
     /// Remembers a tenant whose database `cleanup` drops.
     pub fn track(&self, tenant: TenantId) -> TenantId {
-        self.tenants.lock().unwrap().push(tenant);
+        self.databases.track(tenant.database_name("org"));
         tenant
     }
 
@@ -111,24 +86,12 @@ impl App {
 
     /// A GraphQL request as the gateway sends it; returns (status, body).
     pub async fn post(&self, tenant: TenantId, query: &str, variables: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/graphql", self.url))
-            .header(HOP_HEADER, HOP_SECRET)
-            .header(TENANT_HEADER, tenant.to_string())
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        self.client.post(tenant, query, variables).await
     }
 
     /// A GraphQL request that must get HTTP 200; returns the body.
     pub async fn call(&self, tenant: TenantId, query: &str, variables: Value) -> Value {
-        let (status, body) = self.post(tenant, query, variables).await;
-        assert_eq!(status, 200, "{body}");
-        body
+        self.client.call(tenant, query, variables).await
     }
 
     /// Adds a member through the API and returns its id.
@@ -194,46 +157,15 @@ impl App {
     pub async fn cleanup(mut self) {
         self.shutdown.cancel();
         (&mut self.service.runtime.consumer).await.ok();
-        for database in self.databases() {
-            self.host.drop_database(&database).await.unwrap();
-        }
-        self.cleaned = true;
-    }
-
-    /// The tenant databases and the registry this app made.
-    fn databases(&self) -> Vec<String> {
-        let tenants = self
-            .tenants
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut names: Vec<String> = tenants.iter().map(|t| t.database_name("org")).collect();
-        names.push(self.config.control_database("org_registry"));
-        names
+        self.databases.drop_all().await;
     }
 }
 
-/// A test that failed before `cleanup` still drops its databases, from a
-/// thread of its own (the test's runtime may be gone).
+/// A test that failed before `cleanup` stops the app; its databases are
+/// dropped by [`TestDatabases`].
 impl Drop for App {
     fn drop(&mut self) {
-        if self.cleaned {
-            return;
-        }
         self.shutdown.cancel();
-        let (url, databases) = (self.config.database_url.clone(), self.databases());
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let host = DatabaseHost::parse(&url).unwrap();
-                for database in databases {
-                    host.drop_database(&database).await.ok();
-                }
-            });
-        });
-        dropper.join().ok();
     }
 }
 
@@ -260,13 +192,6 @@ where
     if let Err(panic) = thread.unwrap().join() {
         std::panic::resume_unwind(panic);
     }
-}
-
-/// The `extensions.code` of the first error.
-pub fn first_code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("<none>")
 }
 
 /// A chart query `levels` levels deep: each level selects the member's
