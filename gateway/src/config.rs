@@ -47,6 +47,10 @@ pub struct GatewayConfig {
     /// Most fields one operation may select, counted after expanding fragments
     /// (`GATEWAY_MAX_QUERY_FIELDS`, default 2000).
     pub max_query_fields: usize,
+    /// Worker threads of the standalone binary's runtime
+    /// (`GATEWAY_WORKER_THREADS`, default one per CPU). The launcher runs
+    /// every service on one runtime and ignores this.
+    pub worker_threads: Option<usize>,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -64,6 +68,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_query_depth", &self.max_query_depth)
             .field("max_query_fields", &self.max_query_fields)
+            .field("worker_threads", &self.worker_threads)
             .finish()
     }
 }
@@ -102,6 +107,7 @@ impl GatewayConfig {
             max_body_bytes: 1024 * 1024,
             max_query_depth: 15,
             max_query_fields: 2000,
+            worker_threads: None,
         }
     }
 
@@ -179,6 +185,12 @@ impl GatewayConfig {
         config.max_body_bytes = number("GATEWAY_MAX_BODY_BYTES", 1024 * 1024)? as usize;
         config.max_query_depth = number("GATEWAY_MAX_QUERY_DEPTH", 15)? as usize;
         config.max_query_fields = number("GATEWAY_MAX_QUERY_FIELDS", 2000)? as usize;
+        if non_empty("GATEWAY_WORKER_THREADS").is_some() {
+            match number("GATEWAY_WORKER_THREADS", 0)? {
+                0 => bail!("GATEWAY_WORKER_THREADS must be at least 1"),
+                threads => config.worker_threads = Some(threads as usize),
+            }
+        }
         Ok(config)
     }
 }
@@ -247,5 +259,24 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(error.to_string().contains("GATEWAY_ADDR"));
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_runtime_and_must_be_positive() {
+        let secret = ("GATEWAY_HOP_SECRET", "a-long-enough-secret");
+        let config = GatewayConfig::from_lookup(lookup(&[secret])).unwrap();
+        assert_eq!(config.worker_threads, None);
+
+        let one = GatewayConfig::from_lookup(lookup(&[secret, ("GATEWAY_WORKER_THREADS", "1")]));
+        assert_eq!(one.unwrap().worker_threads, Some(1));
+        for bad in ["0", "two"] {
+            let error =
+                GatewayConfig::from_lookup(lookup(&[secret, ("GATEWAY_WORKER_THREADS", bad)]))
+                    .unwrap_err();
+            assert!(
+                error.to_string().contains("GATEWAY_WORKER_THREADS"),
+                "{bad}"
+            );
+        }
     }
 }

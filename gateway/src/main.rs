@@ -5,19 +5,30 @@ use anyhow::Context;
 use gateway::{GatewayConfig, serve};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
 
+    // The configuration sizes the runtime, so it is read before there is one.
     let config = GatewayConfig::from_env()?;
-    let listener = tokio::net::TcpListener::bind(config.address)
-        .await
-        .with_context(|| format!("binding {}", config.address))?;
-    serve(config, listener, stop_signal()).await
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.address)
+            .await
+            .with_context(|| format!("binding {}", config.address))?;
+        serve(config, listener, stop_signal()).await
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what a supervisor or `docker stop`
