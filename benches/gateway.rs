@@ -16,6 +16,11 @@
 //! the gateway, each subgraph, the PostgreSQL backends serving this run's
 //! databases, and `wrk` itself.
 //!
+//! Two gateways run side by side on the same subgraphs: one with
+//! `GATEWAY_WORKER_THREADS=1`, the figures the goals are read against, and
+//! one with the default runtime (a worker per CPU), the `default threads`
+//! rows.
+//!
 //! Everything the run creates (processes, databases under a fresh prefix, a
 //! temporary directory) is removed at the end, also after a failure or a
 //! Ctrl-C.
@@ -52,7 +57,12 @@ const SUBGRAPHS: [(&str, &str, &str); 4] = [
     ("todo", "todo-subgraph", "TODO"),
 ];
 /// The processes whose CPU time is reported (org and todo are idle).
-const MEASURED: [&str; 3] = ["gateway", "tenant", "fact"];
+const MEASURED: [&str; 4] = ["gateway", "gateway_default", "tenant", "fact"];
+/// Runtime threads of the measured gateway (`GATEWAY_WORKER_THREADS`): on a
+/// 2-core machine that also runs the subgraphs and PostgreSQL, a second
+/// worker mostly adds wake-ups between threads. A second gateway with the
+/// default (one per CPU) serves the `default threads` cases beside it.
+const GATEWAY_THREADS: &str = "1";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -83,6 +93,7 @@ async fn benchmark(
     // Let composition's allocations settle before reading the idle figure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = run.resident_megabytes("gateway")?;
+    let idle_rss_default = run.resident_megabytes("gateway_default")?;
 
     let (tenant, token) = run.signup_with_facts().await?;
     let cases = cases(run, tenant, &token);
@@ -101,6 +112,11 @@ async fn benchmark(
     println!(
         "CPU µs per request during the {LOADED_CONNECTIONS}-connection run; postgres = the \
          backends of this run's databases"
+    );
+    println!(
+        "gateway: GATEWAY_WORKER_THREADS={GATEWAY_THREADS}; `default threads` rows: a second \
+         gateway with a worker per CPU ({})",
+        std::thread::available_parallelism().map_or(0, usize::from)
     );
     // The machine is shared: say how busy it was.
     println!("load average at start: {}", load_average());
@@ -133,7 +149,7 @@ async fn benchmark(
             loaded.p50_ms,
             loaded.p99_ms,
             loaded.requests_per_second,
-            cpu["gateway"],
+            cpu[case.gateway],
             cpu["tenant"],
             cpu["fact"],
             cpu["postgres"],
@@ -144,8 +160,10 @@ async fn benchmark(
     summarize(&results);
 
     println!(
-        "gateway RSS: idle after composition {idle_rss:.1} MB, after the load {:.1} MB",
-        run.resident_megabytes("gateway")?
+        "gateway RSS: idle after composition {idle_rss:.1} MB, after the load {:.1} MB; default \
+         threads: {idle_rss_default:.1} MB, {:.1} MB",
+        run.resident_megabytes("gateway")?,
+        run.resident_megabytes("gateway_default")?
     );
     println!("load average at end: {}", load_average());
     postgres.close().await;
@@ -169,6 +187,8 @@ struct Case {
     key: &'static str,
     /// What the table calls it.
     name: &'static str,
+    /// The gateway process it goes through (the CPU column), if any.
+    gateway: &'static str,
     url: String,
     method: &'static str,
     headers: Vec<(&'static str, String)>,
@@ -202,12 +222,17 @@ fn cases(run: &Run, tenant: TenantId, token: &str) -> Vec<Case> {
         ("X-Gateway-Auth", run.hop_secret.clone()),
         ("X-Tenant-ID", tenant.to_string()),
     ];
-    let graphql = |key, name, service: &str, query: &str, variables: Value| Case {
+    let graphql = |key, name, service: &'static str, query: &str, variables: Value| Case {
         key,
         name,
+        gateway: if service.starts_with("gateway") {
+            service
+        } else {
+            "gateway"
+        },
         url: format!("{}/graphql", run.base_url(service)),
         method: "POST",
-        headers: if service == "gateway" {
+        headers: if service.starts_with("gateway") {
             bearer.clone()
         } else {
             hop.clone()
@@ -223,12 +248,24 @@ fn cases(run: &Run, tenant: TenantId, token: &str) -> Vec<Case> {
             FACTS_QUERY,
         ),
         (
+            "facts/gateway_default",
+            "(a) facts: gateway, default threads",
+            "gateway_default",
+            FACTS_QUERY,
+        ),
+        (
             "facts/direct",
             "(a) facts: fact subgraph",
             "fact",
             FACTS_QUERY,
         ),
         ("me/gateway", "(b) me + facts: gateway", "gateway", ME_QUERY),
+        (
+            "me/gateway_default",
+            "(b) me + facts: gateway, default threads",
+            "gateway_default",
+            ME_QUERY,
+        ),
         (
             "me/tenant",
             "(b) direct 1/2: tenant me",
@@ -258,11 +295,16 @@ fn cases(run: &Run, tenant: TenantId, token: &str) -> Vec<Case> {
         graphql(key, name, service, query, variables)
     })
     .collect();
+    let rest_at = cases
+        .iter()
+        .position(|case| case.key == "rest/graphql")
+        .unwrap();
     cases.insert(
-        5,
+        rest_at,
         Case {
             key: "rest/gateway",
             name: "(c) GET /facts?limit=10: gateway",
+            gateway: "gateway",
             url: format!("{}/facts?limit=10", run.base_url("gateway")),
             method: "GET",
             headers: vec![("Authorization", format!("Bearer {token}"))],
@@ -276,6 +318,11 @@ fn cases(run: &Run, tenant: TenantId, token: &str) -> Vec<Case> {
 fn summarize(results: &HashMap<&str, (Load, Load, HashMap<&str, f64>)>) {
     let throughput = |key: &str| results[key].1.requests_per_second;
     let cpu = |key: &str, process: &str| results[key].2[process];
+    // The gateway each case went through.
+    let gateway_cpu = |key: &str| match key.ends_with("_default") {
+        true => cpu(key, "gateway_default"),
+        false => cpu(key, "gateway"),
+    };
     // What serves the request behind the gateway: subgraphs and database.
     let behind = |key: &str| cpu(key, "tenant") + cpu(key, "fact") + cpu(key, "postgres");
 
@@ -300,6 +347,16 @@ fn summarize(results: &HashMap<&str, (Load, Load, HashMap<&str, f64>)>) {
             throughput("facts/direct"),
         ),
         ("(b) me + facts", throughput("me/gateway"), direct_pair),
+        (
+            "(a) facts, default threads",
+            throughput("facts/gateway_default"),
+            throughput("facts/direct"),
+        ),
+        (
+            "(b) me + facts, default threads",
+            throughput("me/gateway_default"),
+            direct_pair,
+        ),
     ] {
         println!(
             "  {label}: gateway throughput / direct = {:.2} (goal >= 0.75)",
@@ -310,10 +367,12 @@ fn summarize(results: &HashMap<&str, (Load, Load, HashMap<&str, f64>)>) {
         ("(a) facts", "facts/gateway"),
         ("(b) me + facts", "me/gateway"),
         ("(c) GET /facts", "rest/gateway"),
+        ("(a) facts, default threads", "facts/gateway_default"),
+        ("(b) me + facts, default threads", "me/gateway_default"),
     ] {
         println!(
             "  {label}: gateway CPU / (subgraphs + postgres) CPU per request = {:.2} (goal <= 0.33)",
-            cpu(key, "gateway") / behind(key)
+            gateway_cpu(key) / behind(key)
         );
     }
     println!(
@@ -356,7 +415,14 @@ impl Run {
         let directory = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(&directory)?;
         let mut ports = HashMap::new();
-        for name in ["gateway", "tenant", "fact", "org", "todo"] {
+        for name in [
+            "gateway",
+            "gateway_default",
+            "tenant",
+            "fact",
+            "org",
+            "todo",
+        ] {
             ports.insert(name, free_port()?);
         }
         Ok(Self {
@@ -383,15 +449,26 @@ impl Run {
             let address = format!("127.0.0.1:{}", self.ports[name]);
             self.spawn(name, binary, &[(format!("{variable}_ADDR"), address)])?;
         }
-        let mut gateway = vec![(
-            "GATEWAY_ADDR".to_owned(),
-            format!("127.0.0.1:{}", self.ports["gateway"]),
-        )];
+        let mut subgraph_urls = Vec::new();
         for (name, _, variable) in SUBGRAPHS {
             let url = format!("{}/graphql", self.base_url(name));
-            gateway.push((format!("{variable}_SUBGRAPH_URL"), url));
+            subgraph_urls.push((format!("{variable}_SUBGRAPH_URL"), url));
         }
-        self.spawn("gateway", "gateway", &gateway)
+        for (name, threads) in [
+            ("gateway", Some(GATEWAY_THREADS)),
+            ("gateway_default", None),
+        ] {
+            let mut gateway = subgraph_urls.clone();
+            gateway.push((
+                "GATEWAY_ADDR".to_owned(),
+                format!("127.0.0.1:{}", self.ports[name]),
+            ));
+            if let Some(threads) = threads {
+                gateway.push(("GATEWAY_WORKER_THREADS".to_owned(), threads.to_owned()));
+            }
+            self.spawn(name, "gateway", &gateway)?;
+        }
+        Ok(())
     }
 
     fn spawn(
@@ -436,10 +513,23 @@ impl Run {
         child.id()
     }
 
-    /// Waits for the gateway's `/readyz`: composed, every subgraph reachable.
+    /// Waits for both gateways' `/readyz`: composed, every subgraph reachable.
     async fn wait_until_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
-        let url = format!("{}/readyz", self.base_url("gateway"));
+        for gateway in ["gateway", "gateway_default"] {
+            self.wait_until_gateway_ready(gateway, started, timeout)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_until_gateway_ready(
+        &mut self,
+        gateway: &str,
+        started: Instant,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.base_url(gateway));
         loop {
             for (name, child) in &mut self.processes {
                 if let Some(status) = child.try_wait()? {
@@ -453,7 +543,7 @@ impl Run {
             }
             ensure!(
                 started.elapsed() < timeout,
-                "the gateway was not ready within {timeout:?}"
+                "{gateway} was not ready within {timeout:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
