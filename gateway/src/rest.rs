@@ -112,7 +112,7 @@ async fn run(
         operation_name: None,
         variables,
     };
-    let response = match gateway.federation.execute(&request, caller.as_ref()).await {
+    let mut response = match gateway.federation.execute(&request, caller.as_ref()).await {
         Ok(response) => response,
         Err(GatewayError::GraphqlValidationFailed(messages)) => {
             return Err(refused_operation(gateway, &request.query, messages));
@@ -134,7 +134,10 @@ async fn run(
         }
         return Err(RestError::reported(code, message));
     }
-    Ok(response["data"].clone())
+    Ok(response
+        .get_mut("data")
+        .map(Value::take)
+        .unwrap_or(Value::Null))
 }
 
 /// Why one of our own operations failed validation. When the schema lacks
@@ -288,7 +291,7 @@ fn snake_case_keys(value: Value) -> Value {
         Value::Object(object) => Value::Object(
             object
                 .into_iter()
-                .map(|(key, value)| (snake_case(&key), snake_case_keys(value)))
+                .map(|(key, value)| (snake_case(key), snake_case_keys(value)))
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(snake_case_keys).collect()),
@@ -296,7 +299,10 @@ fn snake_case_keys(value: Value) -> Value {
     }
 }
 
-fn snake_case(key: &str) -> String {
+fn snake_case(key: String) -> String {
+    if !key.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return key;
+    }
     let mut snake = String::with_capacity(key.len() + 4);
     for character in key.chars() {
         if character.is_ascii_uppercase() {
@@ -314,7 +320,7 @@ fn ok(status: StatusCode, body: Value) -> RestResult {
 }
 
 /// `{"items": [...], "next_cursor": ...}` from a Relay connection.
-fn page(connection: &Value) -> Value {
+fn page(mut connection: Value) -> Value {
     let next_cursor = match connection.pointer("/pageInfo/hasNextPage") {
         Some(Value::Bool(true)) => connection
             .pointer("/pageInfo/endCursor")
@@ -322,7 +328,7 @@ fn page(connection: &Value) -> Value {
             .unwrap_or(Value::Null),
         _ => Value::Null,
     };
-    json!({ "items": snake_case_keys(connection["nodes"].clone()), "next_cursor": next_cursor })
+    json!({ "items": snake_case_keys(connection["nodes"].take()), "next_cursor": next_cursor })
 }
 
 /// Responses use the canonical service names (`fact`, not `fact-app`).
@@ -403,10 +409,10 @@ async fn list_tokens(State(gateway): State<SharedGateway>, headers: HeaderMap) -
     finish(
         async {
             let query = format!("{{ me {{ apiTokens {{ {API_TOKEN_FIELDS} }} }} }}");
-            let data = run(&gateway, &headers, false, query, Map::new()).await?;
+            let mut data = run(&gateway, &headers, false, query, Map::new()).await?;
             ok(
                 StatusCode::OK,
-                json!({ "items": snake_case_keys(data["me"]["apiTokens"].clone()) }),
+                json!({ "items": snake_case_keys(data["me"]["apiTokens"].take()) }),
             )
         }
         .await,
@@ -583,8 +589,8 @@ async fn list_resource(
         resource.list, resource.fields
     );
     variables.retain(|_, value| !value.is_null());
-    let data = run(gateway, headers, false, query, variables).await?;
-    ok(StatusCode::OK, page(&data[resource.list]))
+    let mut data = run(gateway, headers, false, query, variables).await?;
+    ok(StatusCode::OK, page(data[resource.list].take()))
 }
 
 async fn get_resource(
@@ -598,11 +604,11 @@ async fn get_resource(
         "query($id: ID!) {{ {}(id: $id) {{ {} }} }}",
         resource.get, resource.fields
     );
-    let data = run(gateway, headers, false, query, variables).await?;
+    let mut data = run(gateway, headers, false, query, variables).await?;
     if data[resource.get].is_null() {
         return Err(RestError::reported("NOT_FOUND", "no such record"));
     }
-    ok(StatusCode::OK, snake_case_keys(data[resource.get].clone()))
+    ok(StatusCode::OK, snake_case_keys(data[resource.get].take()))
 }
 
 async fn create_resource(
@@ -620,10 +626,10 @@ async fn create_resource(
         "mutation({definitions}) {{ {}(input: {input}) {{ {} }} }}",
         resource.create, resource.fields
     );
-    let data = run(gateway, headers, false, query, variables).await?;
+    let mut data = run(gateway, headers, false, query, variables).await?;
     ok(
         StatusCode::CREATED,
-        snake_case_keys(data[resource.create].clone()),
+        snake_case_keys(data[resource.create].take()),
     )
 }
 
@@ -650,10 +656,10 @@ async fn update_resource(
         "mutation({definitions}) {{ {}(id: $id, input: {input}) {{ {} }} }}",
         resource.update, resource.fields
     );
-    let data = run(gateway, headers, false, query, variables).await?;
+    let mut data = run(gateway, headers, false, query, variables).await?;
     ok(
         StatusCode::OK,
-        snake_case_keys(data[resource.update].clone()),
+        snake_case_keys(data[resource.update].take()),
     )
 }
 
@@ -679,11 +685,11 @@ async fn random_fact(State(gateway): State<SharedGateway>, headers: HeaderMap) -
     finish(
         async {
             let query = format!("{{ randomFact {{ {FACT_FIELDS} }} }}");
-            let data = run(&gateway, &headers, false, query, Map::new()).await?;
+            let mut data = run(&gateway, &headers, false, query, Map::new()).await?;
             if data["randomFact"].is_null() {
                 return Err(RestError::reported("NOT_FOUND", "there are no facts yet"));
             }
-            ok(StatusCode::OK, snake_case_keys(data["randomFact"].clone()))
+            ok(StatusCode::OK, snake_case_keys(data["randomFact"].take()))
         }
         .await,
     )
@@ -726,8 +732,8 @@ async fn org_chart(State(gateway): State<SharedGateway>, headers: HeaderMap) -> 
             // GraphQL has no recursive selections, so the chart comes flat, in
             // chart order, and is nested here: any depth, one operation.
             let query = format!("{{ orgChartMembers {{ {ORG_MEMBER_FIELDS} }} }}");
-            let data = run(&gateway, &headers, false, query, Map::new()).await?;
-            let members = match snake_case_keys(data["orgChartMembers"].clone()) {
+            let mut data = run(&gateway, &headers, false, query, Map::new()).await?;
+            let members = match snake_case_keys(data["orgChartMembers"].take()) {
                 Value::Array(members) => members,
                 _ => Vec::new(),
             };
@@ -909,11 +915,11 @@ mod tests {
         let connection =
             json!({ "nodes": [], "pageInfo": { "hasNextPage": false, "endCursor": "c" } });
         assert_eq!(
-            page(&connection),
+            page(connection.clone()),
             json!({ "items": [], "next_cursor": null })
         );
         let connection =
             json!({ "nodes": [], "pageInfo": { "hasNextPage": true, "endCursor": "c" } });
-        assert_eq!(page(&connection)["next_cursor"], "c");
+        assert_eq!(page(connection.clone())["next_cursor"], "c");
     }
 }
