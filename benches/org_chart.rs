@@ -304,7 +304,7 @@ async fn start_tenant_and_gateway(
         },
         SubgraphEndpoint {
             name: "org".into(),
-            url: format!("{}/graphql", app.url),
+            url: format!("{}/graphql", app.client.origin),
         },
     ];
     let mut gateway_config = GatewayConfig::new(support::HOP_SECRET, subgraphs);
