@@ -50,10 +50,5 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let service = start(config, bus, shutdown.clone()).await?;
-    tracing::info!(target: "fact", addr = %listener.local_addr()?, "fact subgraph listening");
-    axum::serve(listener, service.router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    service.runtime.consumer.await.ok();
-    Ok(())
+    tenancy::app::serve_app("fact", listener, service.router, service.runtime, shutdown).await
 }

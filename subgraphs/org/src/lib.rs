@@ -69,10 +69,5 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let service = start(config, bus, shutdown.clone()).await?;
-    tracing::info!(target: "org", addr = %listener.local_addr()?, "org subgraph listening");
-    axum::serve(listener, service.router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    service.runtime.consumer.await.ok();
-    Ok(())
+    tenancy::app::serve_app("org", listener, service.router, service.runtime, shutdown).await
 }

@@ -79,3 +79,20 @@ pub async fn start_app<M: MigratorTrait + 'static>(
         consumer,
     })
 }
+
+/// Serves an app subgraph's `router` on `listener` until `shutdown`, then
+/// waits for its provisioner to commit and stop. `app` names it in the log.
+pub async fn serve_app<M>(
+    app: &str,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    runtime: AppRuntime<M>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(target: "tenancy::app", app, addr = %listener.local_addr()?, "subgraph listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    runtime.consumer.await.ok();
+    Ok(())
+}
