@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use gateway::{GatewayConfig, SubgraphEndpoint};
 use serde_json::{Value, json};
-use support::{App, chart_query, measure_chart};
+use support::{App, chart_query, measure_chart, ms, percentile};
 use tenancy::TenantId;
 use tenancy::bus::{EventBus, KafkaBus};
 use tenancy::host::DatabaseHost;
@@ -39,15 +39,6 @@ const MAX_QUERY_DEPTH: usize = 60;
 /// answer.
 const REST_CHART_OPERATION: &str =
     "{ orgChartMembers { id name title managerId createdAt updatedAt } }";
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
 
 #[tokio::main]
 async fn main() {
@@ -295,7 +286,7 @@ async fn start_tenant_and_gateway(
     let tenant = tenant_subgraph::start(config, bus, shutdown.clone())
         .await
         .expect("the tenant subgraph starts");
-    let tenant_url = serve(tenant.router, shutdown.clone()).await;
+    let tenant_url = tenancy::testing::serve(tenant.router, shutdown.clone()).await;
 
     let subgraphs = vec![
         SubgraphEndpoint {
@@ -366,17 +357,4 @@ async fn signup(http: &reqwest::Client, gateway_url: &str, app: &App) -> (Tenant
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Serves `router` on a free port until `shutdown`; returns its base URL.
-async fn serve(router: axum::Router, shutdown: CancellationToken) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .unwrap();
-    });
-    url
 }

@@ -9,23 +9,14 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
-use support::{App, chart_query, measure_chart};
+use support::{App, chart_query, measure_chart, ms, percentile};
 
 const MEMBERS: usize = 1_000;
 const LEVELS: usize = 50;
 const RUNS: usize = 50;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
 
 #[tokio::main]
 async fn main() {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use org_subgraph::OrgService;
@@ -218,4 +219,15 @@ pub fn measure_chart(members: &Value) -> (usize, usize) {
         depth = depth.max(levels + 1);
     }
     (count, depth)
+}
+
+/// The `p` quantile (0 to 1) of `samples`, which it sorts.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A duration in milliseconds.
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
