@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use support::{App, chart_query, measure_chart, ms, percentile};
 use tenancy::TenantId;
 use tenancy::bus::{EventBus, KafkaBus};
-use tenancy::host::DatabaseHost;
+use tenancy::testing::TestDatabases;
 use tenant_subgraph::TenantConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -50,10 +50,10 @@ async fn main() {
             .join(format!("{}signing_key.pem", app.config.database_prefix)),
         signup_token_days: 1,
     };
-    let _meta = MetaDatabase {
-        url: app.config.database_url.clone(),
-        name: app.config.control_database("tenant_meta"),
-    };
+    // The tenant service's meta database, dropped when the benchmark ends,
+    // by a panic too (the org app's [`App`] drops its own databases).
+    let meta = TestDatabases::new(&app.config.database_url);
+    meta.track(app.config.control_database("tenant_meta"));
     let gateway_url = start_tenant_and_gateway(&app, &tenant_config, shutdown.clone()).await;
     let http = reqwest::Client::new();
 
@@ -131,31 +131,6 @@ async fn main() {
     shutdown.cancel();
     std::fs::remove_file(&tenant_config.signing_key_file).ok();
     app.cleanup().await;
-}
-
-/// The tenant service's meta database, dropped when the benchmark ends, by a
-/// panic too (the org app's [`App`] drops its own databases).
-struct MetaDatabase {
-    url: String,
-    name: String,
-}
-
-impl Drop for MetaDatabase {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // From a thread of its own: the benchmark's runtime may be unwinding.
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let host = DatabaseHost::parse(&url).unwrap();
-                host.drop_database(&name).await.ok();
-            });
-        });
-        dropper.join().ok();
-    }
 }
 
 /// One kind of request: through the gateway with the tenant's token (GraphQL
